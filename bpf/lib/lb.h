@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Load-balancing decisions: frontend lookup, conntrack, Maglev backend choice, full-NAT in both
+ * directions. Family-specific steps are lb4_* / lb6_* twins (nat.h, icmp.h); the flow logic is
+ * shared through struct kxlb_flow_key, whose addresses are 16 bytes for both families.
+ */
+#ifndef KXLB_BPF_LB_H
+#define KXLB_BPF_LB_H
+
+#include "lib/common.h"
+#include "lib/fib.h"
+#include "lib/icmp.h"
+#include "lib/maps.h"
+#include "lib/nat.h"
+#include "lib/parse.h"
+#include "lib/stats.h"
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+/* Cached next hops and last_seen are refreshed at most this often (one write per flow per second). */
+#define LB_REFRESH_NS NSEC_PER_SEC
+
+struct lb_verdict {
+	int action;   /* XDP_* */
+	__u32 reason; /* enum kxlb_reason */
+};
+
+static __always_inline __u32 lb_mix32(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return (__u32)h;
+}
+
+/* 5-tuple hash with the configured seed: equal on every node for the same flow. */
+static __always_inline __u32 lb_flow_hash(const struct kxlb_flow_key *k, __u64 seed)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u64 h = seed ^ 0x9e3779b97f4a7c15ULL;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*k) / 4); i++)
+		h = (h ^ w[i]) * 0x100000001b3ULL + (h >> 29);
+	return lb_mix32(h);
+}
+
+static __always_inline void flow_key_from_pkt(struct kxlb_flow_key *k, const struct pkt *pkt,
+                                              __u8 family)
+{
+	__builtin_memcpy(k->saddr, pkt->saddr.v6, 16);
+	__builtin_memcpy(k->daddr, pkt->daddr.v6, 16);
+	k->sport = pkt->sport;
+	k->dport = pkt->dport;
+	k->proto = pkt->l4_proto;
+	k->family = family;
+}
+
+/* The node's full-NAT source address for a family, as a 16-byte ABI address. */
+static __always_inline void snat_addr(const struct kxlb_config *cfg, __u8 family, __be32 *out)
+{
+	if (family == KXLB_AF_INET) {
+		out[0] = cfg->snat_v4;
+		out[1] = 0;
+		out[2] = 0;
+		out[3] = 0;
+	} else {
+		__builtin_memcpy(out, cfg->snat_v6, 16);
+	}
+}
+
+static __always_inline int addr_is_zero(const __be32 *a, __u8 family)
+{
+	if (family == KXLB_AF_INET)
+		return a[0] == 0;
+	return (a[0] | a[1] | a[2] | a[3]) == 0;
+}
+
+static __always_inline int addr_eq(const __be32 *a, const __be32 *b, __u8 family)
+{
+	if (family == KXLB_AF_INET)
+		return a[0] == b[0];
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
+}
+
+static __always_inline struct kxlb_backend *backend_get(__u32 id)
+{
+	struct kxlb_backend *be = bpf_map_lookup_elem(&kxlb_backends, &id);
+
+	return be && be->family ? be : NULL;
+}
+
+/* Picks a backend id from the service's Maglev table. Returns 0, KXLB_R_DROP_NO_BACKEND (no table:
+ * the caller answers with ICMP unreachable) or KXLB_R_DROP_BACKEND_MISSING. */
+static __always_inline int maglev_pick(__u32 svc_id, __u32 hash, __u32 *bid)
+{
+	void *table = bpf_map_lookup_elem(&kxlb_maglev, &svc_id);
+	__u32 key = KXLB_MAGLEV_SIZE_SLOT;
+	__u32 *size, *slot;
+
+	if (!table)
+		return KXLB_R_DROP_NO_BACKEND;
+	size = bpf_map_lookup_elem(table, &key);
+	if (!size || *size == 0)
+		return KXLB_R_DROP_NO_BACKEND;
+	key = 1 + hash % *size;
+	slot = bpf_map_lookup_elem(table, &key);
+	if (!slot)
+		return KXLB_R_DROP_BACKEND_MISSING;
+	*bid = *slot;
+	return 0;
+}
+
+/* Rewrites addresses and ports for the frame's family. */
+static __always_inline int lb_rewrite(struct xdp_md *ctx, const struct pkt *pkt, __u8 family,
+                                      const __be32 *saddr, const __be32 *daddr, __be16 sport,
+                                      __be16 dport)
+{
+	if (family == KXLB_AF_INET)
+		return lb4_rewrite(ctx, pkt, saddr[0], daddr[0], sport, dport);
+	return lb6_rewrite(ctx, pkt, saddr, daddr, sport, dport);
+}
+
+static __always_inline int lb_icmp_unreach(struct xdp_md *ctx, const struct pkt *pkt, __u8 family)
+{
+	if (family == KXLB_AF_INET)
+		return lb4_icmp_unreach(ctx, pkt);
+	return lb6_icmp_unreach(ctx, pkt);
+}
+
+/* Key of the reverse (kxlb_nat) entry of a forward flow. */
+static __always_inline void nat_key_of(struct kxlb_flow_key *nk, const struct kxlb_backend *be,
+                                       const __be32 *snat, __be16 snat_port, __u8 proto)
+{
+	__builtin_memcpy(nk->saddr, be->addr, 16);
+	__builtin_memcpy(nk->daddr, snat, 16);
+	nk->sport = be->port;
+	nk->dport = snat_port;
+	nk->proto = proto;
+	nk->family = be->family;
+}
+
+/* Applies TCP FIN/RST seen in one direction to the flow's flags; returns the new flags. */
+static __always_inline __u8 ct_tcp_flags(__u8 flags, __u8 tcp_flags, __u8 fin_bit)
+{
+	if (tcp_flags & TCP_FLAG_RST)
+		return flags | KXLB_CT_F_CLOSED;
+	if (tcp_flags & TCP_FLAG_FIN) {
+		flags |= fin_bit;
+		if ((flags & (KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND)) ==
+		    (KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND))
+			flags |= KXLB_CT_F_CLOSED;
+	}
+	return flags;
+}
+
+/* Client -> frontend. */
+static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const struct pkt *pkt,
+                                                    const struct kxlb_flow_key *fk,
+                                                    const struct kxlb_service *svc,
+                                                    const struct kxlb_config *cfg, __u64 len)
+{
+	struct lb_verdict v = { XDP_PASS, 0 };
+	__be32 snat[4];
+	int is_tcp = fk->proto == IPPROTO_TCP;
+	int syn = is_tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	__u64 now = bpf_ktime_get_ns();
+	struct kxlb_ct_value *ct = bpf_map_lookup_elem(&kxlb_ct, fk);
+	struct kxlb_backend *be = NULL;
+	struct kxlb_nexthop nh;
+	__be16 snat_port;
+	__u32 bid = 0;
+	int new_flow = 0, r;
+
+	snat_addr(cfg, fk->family, snat);
+	if (addr_is_zero(snat, fk->family)) {
+		v.reason = KXLB_R_PASS_NO_SNAT_ADDR;
+		return v;
+	}
+	if (ct) {
+		bid = ct->backend_id;
+		be = backend_get(bid);
+		if (!be || be->gen != ct->backend_gen)
+			new_flow = 1; /* its backend is gone: re-balance instead of black-holing */
+		else if (syn && (ct->flags & KXLB_CT_F_CLOSED))
+			new_flow = 1; /* a new connection on a finished 5-tuple */
+		else if (!is_tcp &&
+		         now - ct->last_seen_ns > (__u64)cfg->udp_timeout_s * NSEC_PER_SEC)
+			new_flow = 1;
+	} else {
+		if (is_tcp && !syn) {
+			v.action = XDP_DROP;
+			v.reason = KXLB_R_DROP_TCP_NO_FLOW;
+			return v;
+		}
+		new_flow = 1;
+	}
+
+	if (new_flow) {
+		__u32 hash = lb_flow_hash(fk, cfg->hash_seed);
+		struct kxlb_nat_value nv = {};
+		struct kxlb_ct_value cv = {};
+
+		r = maglev_pick(svc->id, hash, &bid);
+		if (r == KXLB_R_DROP_NO_BACKEND) {
+			if (lb_icmp_unreach(ctx, pkt, fk->family)) {
+				v.action = XDP_DROP;
+				v.reason = KXLB_R_DROP_NO_BACKEND;
+				return v;
+			}
+			v.action = XDP_TX;
+			v.reason = KXLB_R_TX_UNREACH_NO_BACKEND;
+			return v;
+		}
+		be = r ? NULL : backend_get(bid);
+		if (!be || be->family != fk->family) {
+			v.action = XDP_DROP;
+			v.reason = KXLB_R_DROP_BACKEND_MISSING;
+			return v;
+		}
+		r = fib_nexthop(ctx, fk->family, snat, be->addr, fk->proto, &nh);
+		if (r) {
+			v.reason = r;
+			return v;
+		}
+		nv.last_seen_ns = now;
+		__builtin_memcpy(nv.client_addr, fk->saddr, 16);
+		__builtin_memcpy(nv.vip_addr, fk->daddr, 16);
+		nv.client_port = fk->sport;
+		nv.vip_port = fk->dport;
+		nv.svc_id = svc->id;
+		nv.backend_id = bid;
+		r = snat_alloc(be, snat, cfg, fk->proto, hash, now, &nv, &snat_port);
+		if (r) {
+			v.action = XDP_DROP;
+			v.reason = r;
+			return v;
+		}
+		cv.last_seen_ns = now;
+		cv.backend_id = bid;
+		cv.backend_gen = be->gen;
+		cv.svc_id = svc->id;
+		cv.snat_port = snat_port;
+		cv.nh = nh;
+		if (bpf_map_update_elem(&kxlb_ct, fk, &cv, BPF_ANY)) {
+			struct kxlb_flow_key nk = {};
+
+			nat_key_of(&nk, be, snat, snat_port, fk->proto);
+			bpf_map_delete_elem(&kxlb_nat, &nk);
+			v.action = XDP_DROP;
+			v.reason = KXLB_R_DROP_CT_FULL;
+			return v;
+		}
+	} else {
+		snat_port = ct->snat_port;
+		nh = ct->nh;
+		if (now - ct->last_seen_ns > LB_REFRESH_NS) {
+			struct kxlb_flow_key nk = {};
+			struct kxlb_nat_value *nat;
+
+			ct->last_seen_ns = now;
+			if (fib_nexthop(ctx, fk->family, snat, be->addr, fk->proto, &nh) == 0)
+				ct->nh = nh;
+			else
+				nh = ct->nh; /* keep the last good next hop */
+			nat_key_of(&nk, be, snat, snat_port, fk->proto);
+			nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
+			/* keeps the port of a one-way (idle-looking) UDP flow reserved */
+			if (nat && !(nat->flags & KXLB_CT_F_CLOSED))
+				nat->last_seen_ns = now;
+		}
+		if (is_tcp && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
+			__u8 f = ct_tcp_flags(ct->flags, pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT);
+
+			if (f != ct->flags) {
+				struct kxlb_flow_key nk = {};
+				struct kxlb_nat_value *nat;
+
+				ct->flags = f;
+				nat_key_of(&nk, be, snat, snat_port, fk->proto);
+				nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
+				if (nat) { /* TIME_WAIT counts from the close */
+					nat->flags = f;
+					nat->last_seen_ns = now;
+				}
+			}
+		}
+	}
+
+	if (lb_rewrite(ctx, pkt, fk->family, snat, be->addr, snat_port, be->port)) {
+		v.reason = KXLB_R_PASS_MALFORMED; /* bounds re-check failed before any write */
+		return v;
+	}
+	lb_counter_inc(&kxlb_svc_stats, svc->id, len, new_flow);
+	lb_counter_inc(&kxlb_backend_stats, bid, len, new_flow);
+	v.action = fib_xmit(ctx, &nh, &v.reason);
+	return v;
+}
+
+/* Backend -> node SNAT address: a reply of a full-NAT flow, or not ours. */
+static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const struct pkt *pkt,
+                                                    const struct kxlb_flow_key *rk,
+                                                    const struct kxlb_config *cfg, __u64 len)
+{
+	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
+	struct kxlb_nat_value *nat = bpf_map_lookup_elem(&kxlb_nat, rk);
+	struct kxlb_nexthop nh;
+	__u64 now;
+
+	if (!nat)
+		return v;
+	now = bpf_ktime_get_ns();
+	nh = nat->nh;
+	if (nh.ifindex == 0 || now - nat->last_seen_ns > LB_REFRESH_NS) {
+		int r = fib_nexthop(ctx, rk->family, nat->vip_addr, nat->client_addr, rk->proto,
+		                    &nh);
+
+		if (r == 0)
+			nat->nh = nh;
+		else if (nat->nh.ifindex == 0) {
+			v.reason = r;
+			return v;
+		} else
+			nh = nat->nh;
+		nat->last_seen_ns = now;
+	}
+	if (rk->proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
+		__u8 f = ct_tcp_flags(nat->flags, pkt->tcp_flags, KXLB_CT_F_FIN_BACKEND);
+
+		if (f != nat->flags) { /* the forward entry mirrors these flags */
+			struct kxlb_flow_key fk = {};
+			struct kxlb_ct_value *ct;
+
+			__builtin_memcpy(fk.saddr, nat->client_addr, 16);
+			__builtin_memcpy(fk.daddr, nat->vip_addr, 16);
+			fk.sport = nat->client_port;
+			fk.dport = nat->vip_port;
+			fk.proto = rk->proto;
+			fk.family = rk->family;
+			ct = bpf_map_lookup_elem(&kxlb_ct, &fk);
+			if (ct)
+				ct->flags = f;
+			nat->flags = f;
+			nat->last_seen_ns = now; /* TIME_WAIT counts from the close */
+		}
+	}
+	if (lb_rewrite(ctx, pkt, rk->family, nat->vip_addr, nat->client_addr, nat->vip_port,
+	               nat->client_port)) {
+		v.reason = KXLB_R_PASS_MALFORMED;
+		return v;
+	}
+	lb_counter_inc(&kxlb_svc_stats, nat->svc_id, len, 0);
+	lb_counter_inc(&kxlb_backend_stats, nat->backend_id, len, 0);
+	v.action = fib_xmit(ctx, &nh, &v.reason);
+	return v;
+}
+
+static __always_inline int is_vip_addr(const struct pkt *pkt, __u8 family)
+{
+	struct kxlb_vip_addr_key k = {};
+
+	__builtin_memcpy(k.addr, pkt->daddr.v6, 16);
+	k.family = family;
+	return bpf_map_lookup_elem(&kxlb_vip_addrs, &k) != NULL;
+}
+
+/* Entry of the load balancer for a parsed IPv4/IPv6 frame without VLAN tags. */
+static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const struct pkt *pkt,
+                                                    __u8 family, __u64 len)
+{
+	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
+	struct kxlb_vip_key vk = {};
+	struct kxlb_flow_key fk = {};
+	struct kxlb_service *svc;
+	struct kxlb_config *cfg;
+	__u32 zero = 0;
+
+	if (pkt->flags & (PKT_F_FRAGMENT | PKT_F_IPV4_OPTIONS | PKT_F_IPV6_EXTHDR) ||
+	    (pkt->l4_proto != IPPROTO_TCP && pkt->l4_proto != IPPROTO_UDP)) {
+		if (!is_vip_addr(pkt, family))
+			return v;
+		if (pkt->flags & PKT_F_FRAGMENT)
+			v.reason = KXLB_R_PASS_VIP_FRAGMENT;
+		else if (pkt->flags & PKT_F_IPV4_OPTIONS)
+			v.reason = KXLB_R_PASS_VIP_IPV4_OPTIONS;
+		else if (pkt->flags & PKT_F_IPV6_EXTHDR)
+			v.reason = KXLB_R_PASS_VIP_IPV6_EXTHDR;
+		else
+			v.reason = KXLB_R_PASS_VIP_OTHER_L4;
+		return v;
+	}
+
+	cfg = bpf_map_lookup_elem(&kxlb_config, &zero);
+	if (!cfg)
+		return v;
+	flow_key_from_pkt(&fk, pkt, family);
+
+	/* Replies first: a cheap compare rules them out for everything not sent to the SNAT address. */
+	{
+		__u16 dport = bpf_ntohs(fk.dport);
+		__be32 snat[4];
+
+		snat_addr(cfg, family, snat);
+		if (dport >= cfg->snat_port_lo && dport <= cfg->snat_port_hi &&
+		    addr_eq(fk.daddr, snat, family) && !addr_is_zero(snat, family))
+			return lb_reverse(ctx, pkt, &fk, cfg, len);
+	}
+
+	__builtin_memcpy(vk.addr, fk.daddr, 16);
+	vk.port = fk.dport;
+	vk.proto = fk.proto;
+	vk.family = family;
+	svc = bpf_map_lookup_elem(&kxlb_services, &vk);
+	if (!svc)
+		return v;
+	return lb_forward(ctx, pkt, &fk, svc, cfg, len);
+}
+
+#endif /* KXLB_BPF_LB_H */

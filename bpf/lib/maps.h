@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Load-balancer maps: configuration, frontends, backends, Maglev tables, conntrack, TX ports.
+ * Keys and values come from include/kxlb/abi.h; docs/datapath.md lists who writes each map.
+ */
+#ifndef KXLB_BPF_MAPS_H
+#define KXLB_BPF_MAPS_H
+
+#include "lib/common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kxlb_config);
+} kxlb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KXLB_MAX_SERVICES);
+	__type(key, struct kxlb_vip_key);
+	__type(value, struct kxlb_service);
+} kxlb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KXLB_MAX_VIP_ADDRS);
+	__type(key, struct kxlb_vip_addr_key);
+	__type(value, __u32); /* number of frontends on the address */
+} kxlb_vip_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KXLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct kxlb_backend); /* family 0: unused id */
+} kxlb_backends SEC(".maps");
+
+struct kxlb_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KXLB_MAX_MAGLEV_SIZE + 1);
+	__uint(map_flags, BPF_F_INNER_MAP); /* tables of every size fit the one outer map */
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, KXLB_MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct kxlb_maglev_inner);
+} kxlb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KXLB_DEFAULT_CT_ENTRIES);
+	__type(key, struct kxlb_flow_key);
+	__type(value, struct kxlb_ct_value);
+} kxlb_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KXLB_DEFAULT_CT_ENTRIES);
+	__type(key, struct kxlb_flow_key);
+	__type(value, struct kxlb_nat_value);
+} kxlb_nat SEC(".maps");
+
+/* Interfaces the datapath may redirect to (ifindex -> devmap value), written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+} kxlb_tx_ports SEC(".maps");
+
+#endif /* KXLB_BPF_MAPS_H */

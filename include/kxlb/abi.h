@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* kxlb shared ABI: the one definition of every map key, map value, flag and counter id that BPF
+ * programs and userspace both use. Plain C, fixed-width types, explicit padding, network-order fields
+ * typed __be16/__be32. Userspace includes it through userspace/lib/abi.hpp, which adds static_asserts.
+ */
+#ifndef KXLB_ABI_H
+#define KXLB_ABI_H
+
+#include <linux/types.h>
+
+/* Bumped whenever a map layout in this file changes incompatibly (pinned-map adoption checks it). */
+#define KXLB_ABI_VERSION 1
+
+/* ---- Parser observation counters -------------------------------------------------------------
+ * What the datapath's packet parser saw, one per-CPU {packets, bytes} slot per id. A frame bumps
+ * several ids (e.g. FRAMES, VLAN, IPV4, TCP). Parse errors name the layer boundary that failed.
+ * X-macro so C++ gets the names from the same list: X(enum id, "metric/CLI name").
+ */
+/* clang-format off */
+#define KXLB_PARSE_STAT_LIST(X)                                                  \
+	X(KXLB_PS_FRAMES, "frames")                   /* every frame the program ran on */ \
+	X(KXLB_PS_VLAN, "vlan")                       /* carried one or more 802.1Q/802.1ad tags */ \
+	X(KXLB_PS_ARP, "arp")                                                      \
+	X(KXLB_PS_IPV4, "ipv4")                                                    \
+	X(KXLB_PS_IPV6, "ipv6")                                                    \
+	X(KXLB_PS_L3_OTHER, "l3_other")               /* any other ethertype */      \
+	X(KXLB_PS_IPV4_OPTIONS, "ipv4_options")       /* IHL > 5 */                  \
+	X(KXLB_PS_IPV4_FRAGMENT, "ipv4_fragment")     /* MF set or offset != 0 */    \
+	X(KXLB_PS_IPV6_EXTHDR, "ipv6_exthdr")         /* next header is an extension header */ \
+	X(KXLB_PS_TCP, "tcp")                                                      \
+	X(KXLB_PS_UDP, "udp")                                                      \
+	X(KXLB_PS_ICMP, "icmp")                                                    \
+	X(KXLB_PS_ICMPV6, "icmpv6")                                                \
+	X(KXLB_PS_L4_OTHER, "l4_other")               /* other IP protocol, or a later fragment */ \
+	X(KXLB_PS_ERR_TRUNC_ETH, "err_trunc_eth")     /* runt: shorter than an Ethernet header */ \
+	X(KXLB_PS_ERR_TRUNC_VLAN, "err_trunc_vlan")                                \
+	X(KXLB_PS_ERR_VLAN_DEPTH, "err_vlan_depth")   /* more tags than KXLB_MAX_VLAN_TAGS */ \
+	X(KXLB_PS_ERR_TRUNC_IPV4, "err_trunc_ipv4")                                \
+	X(KXLB_PS_ERR_IPV4_VERSION, "err_ipv4_version")                            \
+	X(KXLB_PS_ERR_IPV4_IHL, "err_ipv4_ihl")       /* IHL < 5, or options past the end */ \
+	X(KXLB_PS_ERR_IPV4_TOTLEN, "err_ipv4_totlen") /* total length < header or > frame */ \
+	X(KXLB_PS_ERR_TRUNC_IPV6, "err_trunc_ipv6")                                \
+	X(KXLB_PS_ERR_IPV6_VERSION, "err_ipv6_version")                            \
+	X(KXLB_PS_ERR_IPV6_PAYLEN, "err_ipv6_paylen") /* payload length > frame */   \
+	X(KXLB_PS_ERR_TRUNC_TCP, "err_trunc_tcp")     /* shorter than 20 bytes or than doff */ \
+	X(KXLB_PS_ERR_TCP_DOFF, "err_tcp_doff")       /* data offset < 5 */          \
+	X(KXLB_PS_ERR_TRUNC_UDP, "err_trunc_udp")                                  \
+	X(KXLB_PS_ERR_UDP_LEN, "err_udp_len")         /* UDP length < 8 or > IP payload */ \
+	X(KXLB_PS_ERR_TRUNC_ICMP, "err_trunc_icmp")
+
+#define KXLB_ENUM_ENTRY_(id, name) id,
+enum kxlb_parse_stat {
+	KXLB_PARSE_STAT_LIST(KXLB_ENUM_ENTRY_)
+	KXLB_PARSE_STAT_MAX
+};
+#undef KXLB_ENUM_ENTRY_
+/* clang-format on */
+
+/* Deepest VLAN stack the parser walks (QinQ). Deeper frames count KXLB_PS_ERR_VLAN_DEPTH. */
+#define KXLB_MAX_VLAN_TAGS 2
+
+/* Value of every per-CPU counter slot. */
+struct kxlb_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* ---- Load balancer ------------------------------------------------------------------------- */
+
+/* Address family tags in ABI structs (the Linux AF_* values). */
+#define KXLB_AF_INET 2
+#define KXLB_AF_INET6 10
+
+/* Capacity limits: map sizes (ids index per-CPU arrays and the Maglev outer map). */
+#define KXLB_MAX_SERVICES 16384
+#define KXLB_MAX_BACKENDS 131072
+#define KXLB_MAX_VIP_ADDRS 16384
+#define KXLB_DEFAULT_CT_ENTRIES 262144
+/* Largest Maglev table (slots) a service may have; tables are primes <= this. */
+#define KXLB_MAX_MAGLEV_SIZE 65537
+
+/* Addresses: network order; IPv4 uses addr[0] and leaves addr[1..3] zero. */
+
+/* kxlb_services key: one frontend (VIP/LoadBalancer IP/externalIP/node address, port, protocol). */
+struct kxlb_vip_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family; /* KXLB_AF_INET or KXLB_AF_INET6 */
+};
+
+enum kxlb_svc_flags {
+	KXLB_SVC_F_SOCKET_LB = 1 << 0, /* node-local clients are balanced at connect() */
+	KXLB_SVC_F_DSR = 1 << 1,       /* direct server return (IPIP) instead of full-NAT */
+};
+
+/* kxlb_services value. */
+struct kxlb_service {
+	__u32 id;    /* < KXLB_MAX_SERVICES: index of kxlb_maglev and kxlb_svc_stats */
+	__u32 flags; /* KXLB_SVC_F_* */
+};
+
+/* Maglev tables: kxlb_maglev[service id] is an inner __u32 array of table size + 1 entries.
+ * Element 0 holds the table size (a prime), elements 1..size the backend ids, so one outer-map
+ * update swaps size and slots together. No inner map (or size 0): the service has no backend. */
+#define KXLB_MAGLEV_SIZE_SLOT 0
+
+/* kxlb_vip_addrs key: addresses that carry at least one frontend (for counting VIP traffic the
+ * datapath cannot balance: fragments, IPv4 options, IPv6 extension headers, other protocols). */
+struct kxlb_vip_addr_key {
+	__be32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
+enum kxlb_backend_flags {
+	/* keeps its flows, gets no new ones (not in any Maglev table) */
+	KXLB_BE_F_DRAINING = 1 << 0,
+};
+
+/* kxlb_backends value, keyed by backend id (__u32 < KXLB_MAX_BACKENDS). */
+struct kxlb_backend {
+	__be32 addr[4];
+	__be16 port;
+	__u8 family;
+	__u8 flags; /* KXLB_BE_F_* */
+	__u32 gen; /* changes whenever the id is given to another backend: flows of an old gen re-balance */
+};
+
+/* Connection-tracking key (kxlb_ct: client -> VIP as received; kxlb_nat: backend -> node as received). */
+struct kxlb_flow_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* Next hop cached in a flow entry (refreshed about once a second by the datapath). */
+struct kxlb_nexthop {
+	__u32 ifindex;
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+enum kxlb_ct_flags {
+	KXLB_CT_F_FIN_CLIENT = 1 << 0,  /* FIN seen from the client */
+	KXLB_CT_F_FIN_BACKEND = 1 << 1, /* FIN seen from the backend */
+	KXLB_CT_F_CLOSED = 1 << 2,      /* RST, or FIN both ways: the flow is over */
+};
+
+/* kxlb_ct value: forward state of one client flow. */
+struct kxlb_ct_value {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns(), refreshed at most once a second */
+	__u32 backend_id;
+	__u32 backend_gen;
+	__u32 svc_id;
+	__be16 snat_port; /* node source port toward the backend */
+	__u8 flags;       /* KXLB_CT_F_* */
+	__u8 pad;
+	struct kxlb_nexthop nh; /* toward the backend */
+};
+
+/* kxlb_nat value: reverse translation for replies (backend:port -> node:snat_port). Also the
+ * reservation of that SNAT port: a closed flow's entry stays until tcp_timewait_s has passed so
+ * the port is not reused while the backend may still hold the old connection in TIME_WAIT. */
+struct kxlb_nat_value {
+	__u64 last_seen_ns; /* for closed flows: when it closed */
+	__be32 client_addr[4];
+	__be32 vip_addr[4];
+	__be16 client_port;
+	__be16 vip_port;
+	__u32 svc_id;
+	__u32 backend_id;
+	__u8 flags; /* KXLB_CT_F_* (mirrors the forward entry) */
+	__u8 pad[3];
+	struct kxlb_nexthop nh; /* toward the client */
+};
+
+/* kxlb_config: one entry, written by the agent. Host order unless typed __be. */
+struct kxlb_config {
+	__u64 hash_seed;    /* same on every node so all pick the same backend for a flow */
+	__be32 snat_v4;     /* full-NAT source toward IPv4 backends; 0: IPv4 full-NAT disabled */
+	__be32 snat_v6[4];  /* full-NAT source toward IPv6 backends; ::: IPv6 full-NAT disabled */
+	__u16 snat_port_lo; /* SNAT source port range, inclusive */
+	__u16 snat_port_hi;
+	__u32 udp_timeout_s;  /* idle UDP flows older than this are new flows again */
+	__u32 tcp_timewait_s; /* how long a closed flow's SNAT port stays reserved */
+};
+
+/* Per-service and per-backend traffic counters (per-CPU; summed by readers). */
+struct kxlb_lb_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+/* ---- Datapath outcomes ------------------------------------------------------------------------
+ * Every frame ends in exactly one reason, counted per-CPU in kxlb_reasons ({packets, bytes}).
+ */
+/* clang-format off */
+#define KXLB_REASON_LIST(X)                                                                       \
+	X(KXLB_R_FWD_TX, "fwd_tx")                     /* translated, sent back out the ingress NIC */ \
+	X(KXLB_R_FWD_REDIRECT, "fwd_redirect")         /* translated, redirected to another NIC */ \
+	X(KXLB_R_TX_UNREACH_NO_BACKEND, "tx_unreach_no_backend") /* ICMP port unreachable sent */ \
+	X(KXLB_R_PASS_NOT_IP, "pass_not_ip")                                                     \
+	X(KXLB_R_PASS_NOT_VIP, "pass_not_vip")         /* not addressed to a frontend */          \
+	X(KXLB_R_PASS_MALFORMED, "pass_malformed")     /* parse error: the kernel stack drops it */ \
+	X(KXLB_R_PASS_VLAN, "pass_vlan")               /* VLAN-tagged: not ours */                 \
+	X(KXLB_R_PASS_VIP_FRAGMENT, "pass_vip_fragment")                                          \
+	X(KXLB_R_PASS_VIP_IPV4_OPTIONS, "pass_vip_ipv4_options")                                  \
+	X(KXLB_R_PASS_VIP_IPV6_EXTHDR, "pass_vip_ipv6_exthdr")                                    \
+	X(KXLB_R_PASS_VIP_OTHER_L4, "pass_vip_other_l4") /* ICMP or another protocol to a VIP */  \
+	X(KXLB_R_PASS_NO_NEIGH, "pass_no_neigh")       /* next hop MAC unknown: kernel resolves */ \
+	X(KXLB_R_PASS_FIB_FAILED, "pass_fib_failed")   /* no route, forwarding off, or too big */  \
+	X(KXLB_R_PASS_NO_TX_PORT, "pass_no_tx_port")   /* route leaves via a NIC kxlb does not own */ \
+	X(KXLB_R_PASS_NO_SNAT_ADDR, "pass_no_snat_addr") /* no node address for the family */      \
+	X(KXLB_R_DROP_TCP_NO_FLOW, "drop_tcp_no_flow") /* non-SYN TCP to a VIP, no tracked flow */ \
+	X(KXLB_R_DROP_SNAT_EXHAUSTED, "drop_snat_exhausted") /* no free SNAT port toward backend */ \
+	X(KXLB_R_DROP_BACKEND_MISSING, "drop_backend_missing") /* Maglev slot names no backend */ \
+	X(KXLB_R_DROP_NO_BACKEND, "drop_no_backend")   /* no backend and no ICMP error possible */ \
+	X(KXLB_R_DROP_CT_FULL, "drop_ct_full")         /* conntrack insert failed */
+
+#define KXLB_ENUM_ENTRY_(id, name) id,
+enum kxlb_reason {
+	KXLB_REASON_LIST(KXLB_ENUM_ENTRY_)
+	KXLB_REASON_MAX
+};
+#undef KXLB_ENUM_ENTRY_
+/* clang-format on */
+
+#endif /* KXLB_ABI_H */

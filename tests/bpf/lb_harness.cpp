@@ -1,0 +1,116 @@
+// LbHarness: deterministic routing environment + loaded datapath for golden-packet tests.
+#include "bpf/lb_harness.hpp"
+
+#include <stdexcept>
+
+namespace kxlb::test {
+
+LbConfig default_lb_config() {
+    LbConfig c;
+    c.hash_seed = 0x6b786c62;  // "kxlb"
+    c.snat_v4 = IpAddr::parse(LbNet::kNode4).value();
+    c.snat_v6 = IpAddr::parse(LbNet::kNode6).value();
+    return c;
+}
+
+ServiceSpec make_service(const std::string& vip, std::uint16_t port, std::uint8_t proto,
+                         const std::vector<std::string>& backends, std::uint16_t backend_port) {
+    ServiceSpec s;
+    s.frontend.addr = IpAddr::parse(vip).value();
+    s.frontend.port = port;
+    s.frontend.proto = proto;
+    for (const auto& b : backends) s.backends.push_back(BackendSpec{IpAddr::parse(b).value(), backend_port, 1, false});
+    return s;
+}
+
+namespace {
+
+Status ip(lab::Lab& lab, const std::vector<std::string>& args) {
+    std::vector<std::string> argv{"ip"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = lab.run("node", argv);
+    if (!r) return r.error();
+    if (r->exit_code != 0) {
+        std::string cmd;
+        for (const auto& a : argv) cmd += a + " ";
+        return Error::invalid(cmd + "failed: " + r->err);
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LbHarness>> LbHarness::create(const LbConfig& cfg, const LbProgrammerOptions& opts) {
+    std::unique_ptr<LbHarness> h(new LbHarness());
+    lab::Topology t;
+    t.namespaces = {"node", "peer0", "peer1"};
+    t.veths.push_back(
+        {{"node", "eth0", {"10.0.0.1/24", "fd00::1/64"}}, {"peer0", "eth0", {"10.0.0.254/24", "fd00::fe/64"}}});
+    t.veths.push_back(
+        {{"node", "eth1", {"10.1.0.1/24", "fd01::1/64"}}, {"peer1", "eth0", {"10.1.0.254/24", "fd01::fe/64"}}});
+    t.ip_forwarding = {"node"};
+    auto lab = lab::Lab::create(t);
+    if (!lab) return lab.error();
+    h->lab_ = std::move(lab).value();
+    auto& l = *h->lab_;
+
+    std::vector<std::vector<std::string>> cmds = {
+        {"link", "set", "dev", "eth0", "address", LbNet::kNodeMac0},
+        {"link", "set", "dev", "eth1", "address", LbNet::kNodeMac1},
+        {"neigh", "replace", LbNet::kClient4, "lladdr", LbNet::kClientMac, "dev", "eth0", "nud", "permanent"},
+        {"neigh", "replace", LbNet::kClient6, "lladdr", LbNet::kClientMac, "dev", "eth0", "nud", "permanent"},
+        {"neigh", "replace", LbNet::kFar4, "lladdr", LbNet::kFarMac, "dev", "eth1", "nud", "permanent"},
+        {"neigh", "replace", LbNet::kFar6, "lladdr", LbNet::kFarMac, "dev", "eth1", "nud", "permanent"},
+    };
+    for (int i = 1; i <= 4; ++i) {
+        cmds.push_back({"neigh", "replace", LbNet::backend4(i), "lladdr", LbNet::backend_mac(i), "dev", "eth0", "nud",
+                        "permanent"});
+        cmds.push_back({"neigh", "replace", LbNet::backend6(i), "lladdr", LbNet::backend_mac(i), "dev", "eth0", "nud",
+                        "permanent"});
+    }
+    for (const auto& c : cmds)
+        if (auto st = ip(l, c); !st) return st.error();
+
+    auto e0 = l.ifindex("node", "eth0");
+    auto e1 = l.ifindex("node", "eth1");
+    if (!e0) return e0.error();
+    if (!e1) return e1.error();
+    h->eth0_ = *e0;
+    h->eth1_ = *e1;
+
+    auto prog = XdpLbProgram::load();
+    if (!prog) return prog.error();
+    h->prog_.emplace(std::move(prog).value());
+    const auto fds = h->prog_->lb_map_fds();
+    auto maps = BpfLbMaps::bind(fds);
+    if (!maps) return maps.error();
+    h->maps_.emplace(std::move(maps).value());
+    if (auto st = h->maps_->set_config(cfg.to_abi()); !st) return st.error();
+    LbProgrammerOptions o = opts;
+    o.hash_seed = cfg.hash_seed;
+    auto prg = LbProgrammer::create(*h->maps_, o);
+    if (!prg) return prg.error();
+    h->programmer_.emplace(std::move(prg).value());
+    auto counters = LbCounters::bind(fds);
+    if (!counters) return counters.error();
+    h->counters_.emplace(*counters);
+    auto ct = Conntrack::bind(fds);
+    if (!ct) return ct.error();
+    h->conntrack_.emplace(*ct);
+    return h;
+}
+
+Result<XdpRun> LbHarness::run(const Packet& frame, int ingress) {
+    XdpRunOptions o;
+    o.ingress_ifindex = static_cast<std::uint32_t>(ingress == 0 ? eth0_ : eth1_);
+    const int fd = prog_->prog_fd();
+    return lab_->in_ns("node", [&] { return run_xdp(fd, frame.span(), o); });
+}
+
+std::uint64_t LbHarness::reason(kxlb_reason r) {
+    auto all = counters_->reasons();
+    if (!all) throw std::runtime_error(all.error().message);
+    return (*all)[r].packets;
+}
+
+}  // namespace kxlb::test

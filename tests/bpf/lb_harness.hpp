@@ -1,0 +1,82 @@
+// Golden-packet harness for the load balancer: a lab namespace "node" with fixed MACs, routes and
+// permanent neighbour entries (so bpf_fib_lookup answers deterministically), the loaded datapath,
+// its programmer and readers, and a run() that feeds frames in through BPF_PROG_TEST_RUN with the
+// node's eth0 (or eth1) as ingress device.
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "common/packet_builder.hpp"
+#include "lab/lab.hpp"
+#include "lib/lb_inspect.hpp"
+#include "lib/lb_maps.hpp"
+#include "lib/lb_programmer.hpp"
+#include "lib/test_run.hpp"
+#include "lib/xdp_programs.hpp"
+
+namespace kxlb::test {
+
+// Fixed addressing of the harness (all inside the lab namespaces; nothing is ever sent).
+struct LbNet {
+    static constexpr const char* kNodeMac0 = "02:00:00:00:00:01";  // node eth0
+    static constexpr const char* kNodeMac1 = "02:00:00:00:01:01";  // node eth1
+    static constexpr const char* kNode4 = "10.0.0.1";              // node eth0 = SNAT v4
+    static constexpr const char* kNode6 = "fd00::1";               // SNAT v6
+    static constexpr const char* kClient4 = "10.0.0.100";
+    static constexpr const char* kClient6 = "fd00::100";
+    static constexpr const char* kClientMac = "02:00:00:00:00:64";
+    static constexpr const char* kVip4 = "10.96.0.10";
+    static constexpr const char* kVip6 = "fd96::10";
+    // Backends on eth0 (on link, permanent neighbours): index i -> 10.0.0.1i / fd00::1i, MAC ..:0(b+i)
+    static std::string backend4(int i) { return "10.0.0.1" + std::to_string(i); }
+    static std::string backend6(int i) { return "fd00::1" + std::to_string(i); }
+    static std::string backend_mac(int i) { return "02:00:00:00:00:1" + std::to_string(i); }
+    static constexpr const char* kFar4 = "10.1.0.21";  // backend behind eth1
+    static constexpr const char* kFar6 = "fd01::21";
+    static constexpr const char* kFarMac = "02:00:00:00:01:15";
+    static constexpr const char* kNoNeigh4 = "10.0.0.50";  // on link, no neighbour entry
+    static constexpr const char* kNoNeigh6 = "fd00::50";
+    static constexpr const char* kNoRoute4 = "10.99.0.5";  // no route at all
+    static constexpr const char* kNoRoute6 = "fd99::5";
+};
+
+LbConfig default_lb_config();
+
+class LbHarness {
+public:
+    static Result<std::unique_ptr<LbHarness>> create(const LbConfig& cfg = default_lb_config(),
+                                                     const LbProgrammerOptions& opts = {});
+
+    // Runs one frame; ingress 0 = node eth0, 1 = node eth1.
+    Result<XdpRun> run(const Packet& frame, int ingress = 0);
+    Status set_config(const LbConfig& cfg) { return maps_->set_config(cfg.to_abi()); }
+    Status add_tx_port_eth1() { return maps_->add_tx_port(static_cast<std::uint32_t>(eth1_)); }
+
+    LbProgrammer& lb() { return *programmer_; }
+    LbCounters& counters() { return *counters_; }
+    Conntrack& conntrack() { return *conntrack_; }
+    XdpLbProgram& program() { return *prog_; }
+    lab::Lab& lab() { return *lab_; }
+    int eth0() const { return eth0_; }
+    int eth1() const { return eth1_; }
+
+    // Summed reason counters; reason(r) = packets counted under r.
+    std::uint64_t reason(kxlb_reason r);
+
+private:
+    LbHarness() = default;
+    std::unique_ptr<lab::Lab> lab_;
+    std::optional<XdpLbProgram> prog_;
+    std::optional<BpfLbMaps> maps_;
+    std::optional<LbProgrammer> programmer_;
+    std::optional<LbCounters> counters_;
+    std::optional<Conntrack> conntrack_;
+    int eth0_ = 0, eth1_ = 0;
+};
+
+// Service helpers: frontend VIP:port/proto with backends (addresses as strings), weight 1.
+ServiceSpec make_service(const std::string& vip, std::uint16_t port, std::uint8_t proto,
+                         const std::vector<std::string>& backends, std::uint16_t backend_port);
+
+}  // namespace kxlb::test

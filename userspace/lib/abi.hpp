@@ -1,0 +1,60 @@
+// C++ view of the shared ABI (include/kxlb/abi.h): layout checks and counter names.
+#pragma once
+
+#include <kxlb/abi.h>
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace kxlb {
+
+static_assert(sizeof(kxlb_counter) == 16);
+static_assert(offsetof(kxlb_counter, packets) == 0);
+static_assert(offsetof(kxlb_counter, bytes) == 8);
+
+static_assert(sizeof(kxlb_vip_key) == 20 && offsetof(kxlb_vip_key, port) == 16 && offsetof(kxlb_vip_key, family) == 19);
+static_assert(sizeof(kxlb_service) == 8);
+static_assert(sizeof(kxlb_vip_addr_key) == 20);
+static_assert(sizeof(kxlb_backend) == 24 && offsetof(kxlb_backend, gen) == 20);
+static_assert(sizeof(kxlb_flow_key) == 40 && offsetof(kxlb_flow_key, sport) == 32 &&
+              offsetof(kxlb_flow_key, family) == 37);
+static_assert(sizeof(kxlb_nexthop) == 16);
+static_assert(sizeof(kxlb_ct_value) == 40 && offsetof(kxlb_ct_value, nh) == 24);
+static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, nh) == 56);
+static_assert(sizeof(kxlb_config) == 40 && offsetof(kxlb_config, snat_port_lo) == 28);
+static_assert(sizeof(kxlb_lb_counter) == 24);
+
+inline constexpr std::size_t kParseStatCount = KXLB_PARSE_STAT_MAX;
+inline constexpr std::size_t kReasonCount = KXLB_REASON_MAX;
+
+// Names of enum kxlb_parse_stat, in enum order, from the ABI's X-macro.
+inline constexpr std::array<std::string_view, kParseStatCount> kParseStatNames = {
+#define KXLB_NAME_ENTRY_(id, name) name,
+    KXLB_PARSE_STAT_LIST(KXLB_NAME_ENTRY_)
+#undef KXLB_NAME_ENTRY_
+};
+
+// Names of enum kxlb_reason, in enum order.
+inline constexpr std::array<std::string_view, kReasonCount> kReasonNames = {
+#define KXLB_NAME_ENTRY_(id, name) name,
+    KXLB_REASON_LIST(KXLB_NAME_ENTRY_)
+#undef KXLB_NAME_ENTRY_
+};
+
+inline constexpr std::string_view reason_name(kxlb_reason id) {
+    return static_cast<std::size_t>(id) < kReasonCount ? kReasonNames[id] : "unknown";
+}
+
+inline constexpr std::string_view parse_stat_name(kxlb_parse_stat id) {
+    return static_cast<std::size_t>(id) < kParseStatCount ? kParseStatNames[id] : "unknown";
+}
+
+inline constexpr std::optional<kxlb_parse_stat> parse_stat_from_name(std::string_view name) {
+    for (std::size_t i = 0; i < kParseStatCount; ++i)
+        if (kParseStatNames[i] == name) return static_cast<kxlb_parse_stat>(i);
+    return std::nullopt;
+}
+
+}  // namespace kxlb

@@ -1,0 +1,70 @@
+// The seam between load-balancer logic and the kernel: every write the programmer makes to the
+// datapath maps goes through LbMaps. BpfLbMaps is the real implementation; unit tests use a fake.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "lib/abi.hpp"
+#include "lib/bpf_map.hpp"
+#include "lib/result.hpp"
+
+namespace kxlb {
+
+class LbMaps {
+public:
+    virtual ~LbMaps() = default;
+    virtual Status set_config(const kxlb_config& cfg) = 0;
+    virtual Status put_service(const kxlb_vip_key& key, const kxlb_service& svc) = 0;
+    virtual Status delete_service(const kxlb_vip_key& key) = 0;
+    virtual Status put_vip_addr(const kxlb_vip_addr_key& key, std::uint32_t frontends) = 0;
+    virtual Status delete_vip_addr(const kxlb_vip_addr_key& key) = 0;
+    virtual Status put_backend(std::uint32_t id, const kxlb_backend& be) = 0;
+    virtual Status clear_backend(std::uint32_t id) = 0;
+    // Replaces the service's Maglev table in one atomic step (table: backend id per slot, size
+    // prime). An empty table removes it (the service then has no backend).
+    virtual Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) = 0;
+    virtual Status add_tx_port(std::uint32_t ifindex) = 0;
+};
+
+// File descriptors of the datapath maps (owned by the program's skeleton or by pinned-map fds).
+struct LbMapFds {
+    int config = -1, services = -1, vip_addrs = -1, backends = -1, maglev = -1, ct = -1, nat = -1, tx_ports = -1;
+    int reasons = -1, svc_stats = -1, backend_stats = -1;
+};
+
+class BpfLbMaps final : public LbMaps {
+public:
+    // Binds typed accessors (checking every map's layout against the ABI).
+    static Result<BpfLbMaps> bind(const LbMapFds& fds);
+
+    Status set_config(const kxlb_config& cfg) override;
+    Status put_service(const kxlb_vip_key& key, const kxlb_service& svc) override;
+    Status delete_service(const kxlb_vip_key& key) override;
+    Status put_vip_addr(const kxlb_vip_addr_key& key, std::uint32_t frontends) override;
+    Status delete_vip_addr(const kxlb_vip_addr_key& key) override;
+    Status put_backend(std::uint32_t id, const kxlb_backend& be) override;
+    Status clear_backend(std::uint32_t id) override;
+    Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) override;
+    Status add_tx_port(std::uint32_t ifindex) override;
+
+private:
+    BpfLbMaps(TypedMap<std::uint32_t, kxlb_config> config, TypedMap<kxlb_vip_key, kxlb_service> services,
+              TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs, TypedMap<std::uint32_t, kxlb_backend> backends,
+              int maglev_fd, int tx_ports_fd)
+        : config_(config),
+          services_(services),
+          vip_addrs_(vip_addrs),
+          backends_(backends),
+          maglev_fd_(maglev_fd),
+          tx_ports_fd_(tx_ports_fd) {}
+
+    TypedMap<std::uint32_t, kxlb_config> config_;
+    TypedMap<kxlb_vip_key, kxlb_service> services_;
+    TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs_;
+    TypedMap<std::uint32_t, kxlb_backend> backends_;
+    int maglev_fd_;
+    int tx_ports_fd_;
+};
+
+}  // namespace kxlb

@@ -1,0 +1,195 @@
+// LbProgrammer: ordered, rollback-safe programming of services and backends.
+#include "lib/lb_programmer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kxlb {
+
+namespace {
+
+kxlb_vip_addr_key vip_addr_key(const IpAddr& a) {
+    kxlb_vip_addr_key k{};
+    a.to_words(k.addr);
+    k.family = a.family;
+    return k;
+}
+
+kxlb_backend backend_value(const BackendSpec& be, std::uint32_t gen) {
+    kxlb_backend v{};
+    be.addr.to_words(v.addr);
+    v.port = htons(be.port);
+    v.family = be.addr.family;
+    v.flags = be.draining ? KXLB_BE_F_DRAINING : 0;
+    v.gen = gen;
+    return v;
+}
+
+}  // namespace
+
+Result<LbProgrammer> LbProgrammer::create(LbMaps& maps, LbProgrammerOptions opts) {
+    if (!is_prime(opts.maglev_size) || opts.maglev_size > KXLB_MAX_MAGLEV_SIZE)
+        return Error::invalid("maglev table size " + std::to_string(opts.maglev_size) +
+                              " must be a prime <= " + std::to_string(KXLB_MAX_MAGLEV_SIZE));
+    if (opts.max_services > KXLB_MAX_SERVICES || opts.max_backends > KXLB_MAX_BACKENDS)
+        return Error::invalid("service/backend limits exceed the datapath's map sizes");
+    return LbProgrammer(maps, opts);
+}
+
+const LbProgrammer::ServiceState* LbProgrammer::service(const Frontend& fe) const {
+    auto it = services_.find(fe);
+    return it == services_.end() ? nullptr : &it->second;
+}
+
+std::optional<std::uint32_t> LbProgrammer::backend_id(const Frontend& fe, const BackendIdentity& id) const {
+    const auto* st = service(fe);
+    if (!st) return std::nullopt;
+    for (std::size_t i = 0; i < st->spec.backends.size(); ++i)
+        if (st->spec.backends[i].identity() == id) return st->backend_ids[i];
+    return std::nullopt;
+}
+
+void LbProgrammer::drop_backend(std::uint32_t id) {
+    if (auto s = maps_->clear_backend(id); !s)
+        // The id stays reserved (never reused) so a stale entry cannot be mistaken for a new
+        // backend; its flows still re-balance because no Maglev table names it any more.
+        spdlog::warn("clearing backend id {}: {} (id kept reserved)", id, s.error().message);
+    else backend_ids_.release(id);
+}
+
+Result<std::vector<std::uint32_t>> LbProgrammer::maglev_table(const ServiceSpec& spec,
+                                                              const std::vector<std::uint32_t>& ids) const {
+    std::vector<MaglevBackend> mb;
+    for (std::size_t i = 0; i < spec.backends.size(); ++i) {
+        const auto& be = spec.backends[i];
+        if (be.draining || be.weight == 0) continue;
+        mb.push_back(MaglevBackend{be.identity(), ids[i], be.weight});
+    }
+    return build_maglev_table(std::move(mb), opts_.maglev_size, opts_.hash_seed);
+}
+
+Status LbProgrammer::program_table(std::uint32_t svc_id, const ServiceSpec& spec,
+                                   const std::vector<std::uint32_t>& ids) {
+    auto table = maglev_table(spec, ids);
+    if (!table) return table.error();
+    return maps_->swap_maglev(svc_id, *table);
+}
+
+Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id) {
+    const auto& fe = spec.frontend;
+    VipAddr va{fe.addr.family, fe.addr.bytes};
+    const std::uint32_t refs = vip_refs_[va] + 1;
+    if (auto s = maps_->put_vip_addr(vip_addr_key(fe.addr), refs); !s) {
+        if (refs == 1) vip_refs_.erase(va);
+        return s;
+    }
+    if (auto s = maps_->put_service(fe.key(), kxlb_service{svc_id, spec.flags}); !s) {
+        if (refs == 1) {
+            (void)maps_->delete_vip_addr(vip_addr_key(fe.addr));
+            vip_refs_.erase(va);
+        } else {
+            (void)maps_->put_vip_addr(vip_addr_key(fe.addr), refs - 1);
+        }
+        return s;
+    }
+    vip_refs_[va] = refs;
+    return {};
+}
+
+Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
+    if (auto v = validate(spec); !v) return v.error();
+    auto existing = services_.find(spec.frontend);
+    const bool is_new = existing == services_.end();
+    const ServiceState* old = is_new ? nullptr : &existing->second;
+
+    std::uint32_t svc_id;
+    if (is_new) {
+        auto id = svc_ids_.allocate();
+        if (!id) return Error{id.error().code, spec.frontend.str() + ": " + id.error().message};
+        svc_id = *id;
+    } else {
+        svc_id = old->id;
+    }
+
+    // 1. Backends first: a table must never name an id the datapath cannot resolve.
+    std::vector<std::uint32_t> created;
+    bool table_swapped = false;
+    auto rollback = [&](const Error& e) -> Result<std::uint32_t> {
+        if (table_swapped) {
+            if (old) (void)program_table(svc_id, old->spec, old->backend_ids);
+            else (void)maps_->swap_maglev(svc_id, {});
+        }
+        for (auto id : created) drop_backend(id);
+        if (is_new) svc_ids_.release(svc_id);
+        return e;
+    };
+    std::vector<std::uint32_t> ids, gens;
+    for (const auto& be : spec.backends) {
+        std::optional<std::size_t> prev;
+        if (old)
+            for (std::size_t i = 0; i < old->spec.backends.size(); ++i)
+                if (old->spec.backends[i].identity() == be.identity()) prev = i;
+        if (prev) {
+            const auto id = old->backend_ids[*prev], gen = old->backend_gens[*prev];
+            if (old->spec.backends[*prev].draining != be.draining)
+                if (auto s = maps_->put_backend(id, backend_value(be, gen)); !s) return rollback(s.error());
+            ids.push_back(id);
+            gens.push_back(gen);
+            continue;
+        }
+        auto id = backend_ids_.allocate();
+        if (!id) return rollback(Error{id.error().code, "backend " + be.str() + ": " + id.error().message});
+        const std::uint32_t gen = next_gen_++;
+        if (next_gen_ == 0) next_gen_ = 1;  // gen 0 never names a live backend
+        if (auto s = maps_->put_backend(*id, backend_value(be, gen)); !s) {
+            backend_ids_.release(*id);
+            return rollback(s.error());
+        }
+        created.push_back(*id);
+        ids.push_back(*id);
+        gens.push_back(gen);
+    }
+
+    // 2. The table, in one atomic swap.
+    if (auto s = program_table(svc_id, spec, ids); !s) return rollback(s.error());
+    table_swapped = true;
+
+    // 3. New frontends become visible last.
+    if (is_new) {
+        if (auto s = add_frontend(spec, svc_id); !s) return rollback(s.error());
+    } else if (old->spec.flags != spec.flags) {
+        if (auto s = maps_->put_service(spec.frontend.key(), kxlb_service{svc_id, spec.flags}); !s)
+            return rollback(s.error());
+    }
+
+    // 4. Commit: backends that left the service go away (their flows re-balance).
+    if (old)
+        for (std::size_t i = 0; i < old->backend_ids.size(); ++i)
+            if (std::find(ids.begin(), ids.end(), old->backend_ids[i]) == ids.end()) drop_backend(old->backend_ids[i]);
+    services_[spec.frontend] = ServiceState{svc_id, spec, std::move(ids), std::move(gens)};
+    return svc_id;
+}
+
+Status LbProgrammer::remove_service(const Frontend& fe) {
+    auto it = services_.find(fe);
+    if (it == services_.end()) return Error{ENOENT, "service " + fe.str() + " is not programmed"};
+    // Frontend first (no new lookups), then its table and backends.
+    if (auto s = maps_->delete_service(fe.key()); !s) return s;
+    VipAddr va{fe.addr.family, fe.addr.bytes};
+    if (auto refs = --vip_refs_[va]; refs == 0) {
+        vip_refs_.erase(va);
+        if (auto s = maps_->delete_vip_addr(vip_addr_key(fe.addr)); !s)
+            spdlog::warn("removing VIP address {}: {}", fe.addr.str(), s.error().message);
+    } else if (auto s = maps_->put_vip_addr(vip_addr_key(fe.addr), refs); !s) {
+        spdlog::warn("updating VIP address {}: {}", fe.addr.str(), s.error().message);
+    }
+    if (auto s = maps_->swap_maglev(it->second.id, {}); !s)
+        spdlog::warn("removing Maglev table of {}: {}", fe.str(), s.error().message);
+    for (auto id : it->second.backend_ids) drop_backend(id);
+    svc_ids_.release(it->second.id);
+    services_.erase(it);
+    return {};
+}
+
+}  // namespace kxlb

@@ -1,0 +1,135 @@
+// Address parsing/formatting and ABI conversions for the load balancer vocabulary.
+#include "lib/lb_types.hpp"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <set>
+
+namespace kxlb {
+
+Result<IpAddr> IpAddr::parse(std::string_view text) {
+    std::string s(text);
+    IpAddr a;
+    if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) {
+        a.family = AF_INET;
+        return a;
+    }
+    if (inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
+        a.family = AF_INET6;
+        return a;
+    }
+    return Error::invalid("'" + s + "' is not an IPv4 or IPv6 address");
+}
+
+IpAddr IpAddr::v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+    IpAddr r;
+    r.family = AF_INET;
+    r.bytes = {a, b, c, d};
+    return r;
+}
+
+std::string IpAddr::str() const {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (family != AF_INET && family != AF_INET6) return "<none>";
+    inet_ntop(family, bytes.data(), buf, sizeof(buf));
+    return buf;
+}
+
+bool IpAddr::is_zero() const {
+    for (auto b : bytes)
+        if (b) return false;
+    return true;
+}
+
+void IpAddr::to_words(__be32 out[4]) const { std::memcpy(out, bytes.data(), 16); }
+
+IpAddr IpAddr::from_words(std::uint8_t fam, const __be32 in[4]) {
+    IpAddr a;
+    a.family = fam;
+    std::memcpy(a.bytes.data(), in, 16);
+    return a;
+}
+
+const char* proto_name(std::uint8_t proto) {
+    switch (proto) {
+        case IPPROTO_TCP: return "tcp";
+        case IPPROTO_UDP: return "udp";
+        default: return "other";
+    }
+}
+
+kxlb_vip_key Frontend::key() const {
+    kxlb_vip_key k{};
+    addr.to_words(k.addr);
+    k.port = htons(port);
+    k.proto = proto;
+    k.family = addr.family;
+    return k;
+}
+
+std::string Frontend::str() const {
+    std::string a = addr.family == AF_INET6 ? "[" + addr.str() + "]" : addr.str();
+    return a + ":" + std::to_string(port) + "/" + proto_name(proto);
+}
+
+BackendIdentity BackendSpec::identity() const {
+    BackendIdentity id;
+    id.family = addr.family;
+    id.addr = addr.bytes;
+    id.port = port;
+    return id;
+}
+
+std::string BackendSpec::str() const {
+    std::string a = addr.family == AF_INET6 ? "[" + addr.str() + "]" : addr.str();
+    return a + ":" + std::to_string(port);
+}
+
+Status validate(const ServiceSpec& svc) {
+    std::string errs;
+    auto err = [&](const std::string& e) { errs += (errs.empty() ? "" : "\n") + svc.frontend.str() + ": " + e; };
+    const auto& fe = svc.frontend;
+    if (fe.addr.family != AF_INET && fe.addr.family != AF_INET6) err("frontend address is not set");
+    else if (fe.addr.is_zero()) err("frontend address is unspecified (0.0.0.0 / ::)");
+    if (fe.port == 0) err("frontend port 0: a port is required");
+    if (fe.proto != IPPROTO_TCP && fe.proto != IPPROTO_UDP) err("protocol must be tcp or udp");
+    std::set<BackendIdentity> seen;
+    for (const auto& be : svc.backends) {
+        if (be.addr.family != fe.addr.family)
+            err("backend " + be.str() + " has another address family than the frontend (full-NAT keeps the family)");
+        if (be.addr.is_zero()) err("backend " + be.str() + " has an unspecified address");
+        if (be.port == 0) err("backend " + be.str() + " has port 0");
+        if (!seen.insert(be.identity()).second) err("backend " + be.str() + " is listed twice");
+        if (be.weight > 65535) err("backend " + be.str() + " weight " + std::to_string(be.weight) + " > 65535");
+    }
+    if (!errs.empty()) return Error::invalid(errs);
+    return {};
+}
+
+kxlb_config LbConfig::to_abi() const {
+    kxlb_config c{};
+    c.hash_seed = hash_seed;
+    if (snat_v4.family == AF_INET) std::memcpy(&c.snat_v4, snat_v4.bytes.data(), 4);
+    if (snat_v6.family == AF_INET6) snat_v6.to_words(c.snat_v6);
+    c.snat_port_lo = snat_port_lo;
+    c.snat_port_hi = snat_port_hi;
+    c.udp_timeout_s = udp_timeout_s;
+    c.tcp_timewait_s = tcp_timewait_s;
+    return c;
+}
+
+Status validate(const LbConfig& cfg) {
+    if (cfg.snat_v4.family != 0 && cfg.snat_v4.family != AF_INET)
+        return Error::invalid("snat_v4 must be an IPv4 address");
+    if (cfg.snat_v6.family != 0 && cfg.snat_v6.family != AF_INET6)
+        return Error::invalid("snat_v6 must be an IPv6 address");
+    if (cfg.snat_port_lo == 0 || cfg.snat_port_hi < cfg.snat_port_lo)
+        return Error::invalid("SNAT port range " + std::to_string(cfg.snat_port_lo) + "-" +
+                              std::to_string(cfg.snat_port_hi) + " is empty or starts at 0");
+    if (cfg.udp_timeout_s == 0) return Error::invalid("udp_timeout_s must be > 0");
+    return {};
+}
+
+}  // namespace kxlb

@@ -1,0 +1,80 @@
+// Userspace vocabulary of the load balancer: addresses, frontends, backends, services and the
+// datapath configuration, with conversion to the ABI structs in include/kxlb/abi.h.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/abi.hpp"
+#include "lib/maglev.hpp"
+#include "lib/result.hpp"
+
+namespace kxlb {
+
+// An IPv4 or IPv6 address; IPv4 occupies bytes[0..3] and leaves the rest zero (as in the ABI).
+struct IpAddr {
+    std::uint8_t family = 0;  // AF_INET or AF_INET6
+    std::array<std::uint8_t, 16> bytes{};
+
+    static Result<IpAddr> parse(std::string_view text);  // "10.0.0.1", "fd00::1"
+    static IpAddr v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d);
+    std::string str() const;
+    bool is_zero() const;
+    // ABI form: four network-order words.
+    void to_words(__be32 out[4]) const;
+    static IpAddr from_words(std::uint8_t family, const __be32 in[4]);
+    auto operator<=>(const IpAddr&) const = default;
+};
+
+const char* proto_name(std::uint8_t proto);  // "tcp", "udp", "proto-N"
+
+// One frontend: what clients dial (VIP, LoadBalancer IP, externalIP, or node address for NodePorts).
+struct Frontend {
+    IpAddr addr;
+    std::uint16_t port = 0;  // host order
+    std::uint8_t proto = IPPROTO_TCP;
+    kxlb_vip_key key() const;
+    std::string str() const;  // "10.0.0.1:443/tcp", "[fd00::1]:443/tcp"
+    auto operator<=>(const Frontend&) const = default;
+};
+
+struct BackendSpec {
+    IpAddr addr;
+    std::uint16_t port = 0;  // host order
+    std::uint32_t weight = 1;
+    bool draining = false;  // keeps existing flows, gets no new ones
+    BackendIdentity identity() const;
+    std::string str() const;
+    bool operator==(const BackendSpec&) const = default;
+};
+
+struct ServiceSpec {
+    Frontend frontend;
+    std::uint32_t flags = 0;  // KXLB_SVC_F_*
+    std::vector<BackendSpec> backends;
+};
+
+// Checks a service for what the datapath can carry; every problem is reported, one per line.
+Status validate(const ServiceSpec& svc);
+
+// Datapath-wide settings (kxlb_config).
+struct LbConfig {
+    std::uint64_t hash_seed = 0;
+    IpAddr snat_v4;                      // family 0: IPv4 full-NAT disabled
+    IpAddr snat_v6;                      // family 0: IPv6 full-NAT disabled
+    std::uint16_t snat_port_lo = 61000;  // outside Linux's default ephemeral range 32768-60999
+    std::uint16_t snat_port_hi = 65535;
+    std::uint32_t udp_timeout_s = 30;
+    std::uint32_t tcp_timewait_s = 60;  // Linux TIME_WAIT length
+    kxlb_config to_abi() const;
+};
+
+Status validate(const LbConfig& cfg);
+
+}  // namespace kxlb

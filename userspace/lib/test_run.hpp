@@ -1,0 +1,27 @@
+// Runs a loaded XDP program on a crafted frame with BPF_PROG_TEST_RUN: used by the bpf test tier,
+// benchmarks, and (later) `kxlbctl trace`.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "lib/result.hpp"
+
+namespace kxlb {
+
+struct XdpRun {
+    std::uint32_t verdict = 0;       // XDP_PASS, XDP_TX, ...
+    std::vector<std::uint8_t> data;  // the frame as the program left it
+    std::uint32_t duration_ns = 0;   // kernel-measured mean time per repetition
+};
+
+struct XdpRunOptions {
+    std::uint32_t repeat = 1;           // >1 reuses the (rewritten) buffer: see docs/development.md
+    std::uint32_t ingress_ifindex = 0;  // 0: none (the program must not rely on it)
+    std::size_t headroom_out = 256;     // extra output space for programs that grow the frame
+};
+
+Result<XdpRun> run_xdp(int prog_fd, std::span<const std::uint8_t> frame, const XdpRunOptions& opts = {});
+
+}  // namespace kxlb

@@ -1,0 +1,68 @@
+// The XDP programs kxlb embeds (through bpftool skeletons), each owned by one small class.
+#pragma once
+
+#include <array>
+#include <memory>
+
+#include "lib/abi.hpp"
+#include "lib/bpf_link.hpp"
+#include "lib/lb_maps.hpp"
+#include "lib/result.hpp"
+
+struct bpf_program;
+
+namespace kxlb {
+
+// Parser observation counters summed over CPUs, indexed by enum kxlb_parse_stat.
+struct ParseStats {
+    std::array<kxlb_counter, kParseStatCount> by_id{};
+    const kxlb_counter& operator[](kxlb_parse_stat id) const { return by_id.at(id); }
+};
+
+struct XdpLbLoadOptions {
+    std::uint32_t ct_entries = KXLB_DEFAULT_CT_ENTRIES;  // conntrack (and reverse NAT) capacity
+};
+
+// The node-NIC datapath program (bpf/xdp_lb.bpf.c) and its maps.
+class XdpLbProgram {
+public:
+    // Opens and loads the embedded object (needs CAP_BPF/CAP_NET_ADMIN).
+    static Result<XdpLbProgram> load(const XdpLbLoadOptions& opts = {});
+    ~XdpLbProgram();
+    XdpLbProgram(XdpLbProgram&&) noexcept;
+    XdpLbProgram& operator=(XdpLbProgram&&) noexcept;
+
+    int prog_fd() const;
+    const bpf_program* program() const;
+    Result<Link> attach(int ifindex, XdpMode mode) const { return attach_xdp(program(), ifindex, mode); }
+
+    Result<ParseStats> parse_stats() const;
+    Status reset_parse_stats();
+    // The load-balancer maps, for BpfLbMaps / LbCounters / Conntrack. Valid while this lives.
+    LbMapFds lb_map_fds() const;
+
+private:
+    struct Impl;
+    explicit XdpLbProgram(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// A trivial XDP_PASS program (bpf/xdp_pass.bpf.c): for veth peers and as a benchmark baseline.
+class XdpPassProgram {
+public:
+    static Result<XdpPassProgram> load();
+    ~XdpPassProgram();
+    XdpPassProgram(XdpPassProgram&&) noexcept;
+    XdpPassProgram& operator=(XdpPassProgram&&) noexcept;
+
+    int prog_fd() const;
+    const bpf_program* program() const;
+    Result<Link> attach(int ifindex, XdpMode mode) const { return attach_xdp(program(), ifindex, mode); }
+
+private:
+    struct Impl;
+    explicit XdpPassProgram(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kxlb
