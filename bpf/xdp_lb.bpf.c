@@ -10,35 +10,39 @@
 
 static __always_inline void count_observations(const struct pkt *pkt, int err, __u64 len)
 {
-	parse_stat_inc(KXLB_PS_FRAMES, len);
+	struct kxlb_parse_counters *pc = parse_counters();
+
+	if (!pc)
+		return;
+	parse_stat_inc(pc, KXLB_PS_FRAMES, len);
 	if (pkt->vlan_tags)
-		parse_stat_inc(KXLB_PS_VLAN, len);
+		parse_stat_inc(pc, KXLB_PS_VLAN, len);
 
 	switch (pkt->l3_proto) {
 	case 0: /* ethertype never reached */
 		break;
 	case ETH_P_IP:
-		parse_stat_inc(KXLB_PS_IPV4, len);
+		parse_stat_inc(pc, KXLB_PS_IPV4, len);
 		break;
 	case ETH_P_IPV6:
-		parse_stat_inc(KXLB_PS_IPV6, len);
+		parse_stat_inc(pc, KXLB_PS_IPV6, len);
 		break;
 	case ETH_P_ARP:
-		parse_stat_inc(KXLB_PS_ARP, len);
+		parse_stat_inc(pc, KXLB_PS_ARP, len);
 		break;
 	default:
-		parse_stat_inc(KXLB_PS_L3_OTHER, len);
+		parse_stat_inc(pc, KXLB_PS_L3_OTHER, len);
 		break;
 	}
 	if (pkt->flags & PKT_F_IPV4_OPTIONS)
-		parse_stat_inc(KXLB_PS_IPV4_OPTIONS, len);
+		parse_stat_inc(pc, KXLB_PS_IPV4_OPTIONS, len);
 	if (pkt->flags & PKT_F_FRAGMENT)
-		parse_stat_inc(KXLB_PS_IPV4_FRAGMENT, len);
+		parse_stat_inc(pc, KXLB_PS_IPV4_FRAGMENT, len);
 	if (pkt->flags & PKT_F_IPV6_EXTHDR)
-		parse_stat_inc(KXLB_PS_IPV6_EXTHDR, len);
+		parse_stat_inc(pc, KXLB_PS_IPV6_EXTHDR, len);
 
 	if (err) {
-		parse_stat_inc(err, len);
+		parse_stat_inc(pc, err, len);
 		return;
 	}
 	if (pkt->l3_proto != ETH_P_IP && pkt->l3_proto != ETH_P_IPV6)
@@ -46,21 +50,21 @@ static __always_inline void count_observations(const struct pkt *pkt, int err, _
 	if (pkt->flags & (PKT_F_LATER_FRAGMENT | PKT_F_IPV6_EXTHDR))
 		return;
 	if (!(pkt->flags & PKT_F_L4)) {
-		parse_stat_inc(KXLB_PS_L4_OTHER, len);
+		parse_stat_inc(pc, KXLB_PS_L4_OTHER, len);
 		return;
 	}
 	switch (pkt->l4_proto) {
 	case IPPROTO_TCP:
-		parse_stat_inc(KXLB_PS_TCP, len);
+		parse_stat_inc(pc, KXLB_PS_TCP, len);
 		break;
 	case IPPROTO_UDP:
-		parse_stat_inc(KXLB_PS_UDP, len);
+		parse_stat_inc(pc, KXLB_PS_UDP, len);
 		break;
 	case IPPROTO_ICMP:
-		parse_stat_inc(KXLB_PS_ICMP, len);
+		parse_stat_inc(pc, KXLB_PS_ICMP, len);
 		break;
 	case IPPROTO_ICMPV6:
-		parse_stat_inc(KXLB_PS_ICMPV6, len);
+		parse_stat_inc(pc, KXLB_PS_ICMPV6, len);
 		break;
 	}
 }

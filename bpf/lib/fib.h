@@ -7,6 +7,7 @@
 #define KXLB_BPF_FIB_H
 
 #include "lib/common.h"
+#include "lib/flow_maps.h"
 #include "lib/maps.h"
 
 #ifndef AF_INET

@@ -9,6 +9,8 @@
 #include "lib/common.h"
 #include "lib/fib.h"
 #include "lib/icmp.h"
+#include "lib/maglev.h"
+#include "lib/flow_maps.h"
 #include "lib/maps.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
@@ -84,34 +86,6 @@ static __always_inline int addr_eq(const __be32 *a, const __be32 *b, __u8 family
 	if (family == KXLB_AF_INET)
 		return a[0] == b[0];
 	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
-}
-
-static __always_inline struct kxlb_backend *backend_get(__u32 id)
-{
-	struct kxlb_backend *be = bpf_map_lookup_elem(&kxlb_backends, &id);
-
-	return be && be->family ? be : NULL;
-}
-
-/* Picks a backend id from the service's Maglev table. Returns 0, KXLB_R_DROP_NO_BACKEND (no table:
- * the caller answers with ICMP unreachable) or KXLB_R_DROP_BACKEND_MISSING. */
-static __always_inline int maglev_pick(__u32 svc_id, __u32 hash, __u32 *bid)
-{
-	void *table = bpf_map_lookup_elem(&kxlb_maglev, &svc_id);
-	__u32 key = KXLB_MAGLEV_SIZE_SLOT;
-	__u32 *size, *slot;
-
-	if (!table)
-		return KXLB_R_DROP_NO_BACKEND;
-	size = bpf_map_lookup_elem(table, &key);
-	if (!size || *size == 0)
-		return KXLB_R_DROP_NO_BACKEND;
-	key = 1 + hash % *size;
-	slot = bpf_map_lookup_elem(table, &key);
-	if (!slot)
-		return KXLB_R_DROP_BACKEND_MISSING;
-	*bid = *slot;
-	return 0;
 }
 
 /* Rewrites addresses and ports for the frame's family. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Load-balancer maps: configuration, frontends, backends, Maglev tables, conntrack, TX ports.
+/* Service maps shared by every kxlb program (XDP datapath and socket-LB hooks): configuration,
+ * frontends, backends, Maglev tables. The socket-LB object reuses the XDP object's instances.
  * Keys and values come from include/kxlb/abi.h; docs/datapath.md lists who writes each map.
  */
 #ifndef KXLB_BPF_MAPS_H
@@ -49,27 +50,5 @@ struct {
 	__type(key, __u32);
 	__array(values, struct kxlb_maglev_inner);
 } kxlb_maglev SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, KXLB_DEFAULT_CT_ENTRIES);
-	__type(key, struct kxlb_flow_key);
-	__type(value, struct kxlb_ct_value);
-} kxlb_ct SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, KXLB_DEFAULT_CT_ENTRIES);
-	__type(key, struct kxlb_flow_key);
-	__type(value, struct kxlb_nat_value);
-} kxlb_nat SEC(".maps");
-
-/* Interfaces the datapath may redirect to (ifindex -> devmap value), written by the agent. */
-struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, struct bpf_devmap_val);
-} kxlb_tx_ports SEC(".maps");
 
 #endif /* KXLB_BPF_MAPS_H */

@@ -7,6 +7,7 @@
 
 #include "lib/common.h"
 #include "lib/csum.h"
+#include "lib/flow_maps.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
 

@@ -5,22 +5,26 @@
 
 #include "lib/common.h"
 
-/* What the parser saw, indexed by enum kxlb_parse_stat. */
+/* What the parser saw: one entry, struct kxlb_parse_counters indexed by enum kxlb_parse_stat. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, KXLB_PARSE_STAT_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct kxlb_counter);
+	__type(value, struct kxlb_parse_counters);
 } kxlb_parse_stats SEC(".maps");
 
-static __always_inline void parse_stat_inc(enum kxlb_parse_stat id, __u64 bytes)
+static __always_inline struct kxlb_parse_counters *parse_counters(void)
 {
-	__u32 key = id;
-	struct kxlb_counter *c = bpf_map_lookup_elem(&kxlb_parse_stats, &key);
+	__u32 zero = 0;
 
-	if (c) { /* per-CPU slot: no atomics needed */
-		c->packets++;
-		c->bytes += bytes;
+	return bpf_map_lookup_elem(&kxlb_parse_stats, &zero);
+}
+
+static __always_inline void parse_stat_inc(struct kxlb_parse_counters *pc, __u32 id, __u64 bytes)
+{
+	if (id < KXLB_PARSE_STAT_MAX) { /* per-CPU entry: no atomics needed */
+		pc->by_id[id].packets++;
+		pc->by_id[id].bytes += bytes;
 	}
 }
 

@@ -65,6 +65,12 @@ struct kxlb_counter {
 	__u64 bytes;
 };
 
+/* kxlb_parse_stats: a single per-CPU entry holding every parser counter, so counting a frame
+ * costs one map lookup however many ids it bumps. */
+struct kxlb_parse_counters {
+	struct kxlb_counter by_id[KXLB_PARSE_STAT_MAX];
+};
+
 /* ---- Load balancer ------------------------------------------------------------------------- */
 
 /* Address family tags in ABI structs (the Linux AF_* values). */
@@ -227,6 +233,44 @@ struct kxlb_lb_counter {
 enum kxlb_reason {
 	KXLB_REASON_LIST(KXLB_ENUM_ENTRY_)
 	KXLB_REASON_MAX
+};
+#undef KXLB_ENUM_ENTRY_
+/* clang-format on */
+
+/* ---- Socket-level load balancing (cgroup sock_addr hooks) -------------------------------------
+ * connect/sendmsg rewrite a frontend address to a backend; recvmsg/getpeername rewrite it back.
+ * kxlb_sock_rev remembers, per socket, which frontend a backend address stands for.
+ */
+struct kxlb_sock_rev_key {
+	__u64 cookie;    /* bpf_get_socket_cookie() */
+	__be32 addr[4];  /* backend address as the socket sees it (IPv4-mapped on dual-stack sockets) */
+	__be16 port;
+	__u8 family;     /* of the socket address: KXLB_AF_INET or KXLB_AF_INET6 */
+	__u8 pad[5];
+};
+
+struct kxlb_sock_rev_value {
+	__be32 addr[4]; /* the frontend address the application used */
+	__be16 port;
+	__u8 pad[2];
+	__u32 svc_id;
+};
+
+/* clang-format off */
+#define KXLB_SOCK_REASON_LIST(X)                                                         \
+	X(KXLB_SR_CONNECT, "connect_balanced")         /* connect() sent to a backend */    \
+	X(KXLB_SR_SENDMSG, "sendmsg_balanced")         /* unconnected UDP datagram */        \
+	X(KXLB_SR_RECVMSG, "recvmsg_reversed")         /* reply source shown as frontend */  \
+	X(KXLB_SR_GETPEERNAME, "getpeername_reversed") /* peer shown as frontend */          \
+	X(KXLB_SR_FAIL_NO_BACKEND, "fail_no_backend")  /* refused: no usable backend */      \
+	X(KXLB_SR_FAIL_BACKEND_MISSING, "fail_backend_missing") /* table names no backend */ \
+	X(KXLB_SR_FAIL_REV_UPDATE, "fail_rev_update")  /* balanced, but getpeername/recvmsg  \
+	                                                  cannot show the frontend */
+
+#define KXLB_ENUM_ENTRY_(id, name) id,
+enum kxlb_sock_reason {
+	KXLB_SOCK_REASON_LIST(KXLB_ENUM_ENTRY_)
+	KXLB_SOCK_REASON_MAX
 };
 #undef KXLB_ENUM_ENTRY_
 /* clang-format on */

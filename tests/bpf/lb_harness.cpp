@@ -1,6 +1,10 @@
 // LbHarness: deterministic routing environment + loaded datapath for golden-packet tests.
 #include "bpf/lb_harness.hpp"
 
+#include <bpf/bpf.h>
+
+#include <cerrno>
+#include <numeric>
 #include <stdexcept>
 
 namespace kxlb::test {
@@ -101,16 +105,45 @@ Result<std::unique_ptr<LbHarness>> LbHarness::create(const LbConfig& cfg, const 
 }
 
 Result<XdpRun> LbHarness::run(const Packet& frame, int ingress) {
+    return lab_->in_ns("node", [&] { return run_in_node(frame.span(), ingress); });
+}
+
+Result<XdpRun> LbHarness::run_in_node(std::span<const std::uint8_t> frame, int ingress) {
     XdpRunOptions o;
     o.ingress_ifindex = static_cast<std::uint32_t>(ingress == 0 ? eth0_ : eth1_);
-    const int fd = prog_->prog_fd();
-    return lab_->in_ns("node", [&] { return run_xdp(fd, frame.span(), o); });
+    return run_xdp(prog_->prog_fd(), frame, o);
+}
+
+Status LbHarness::remove_tx_port(int ifindex) {
+    const auto key = static_cast<std::uint32_t>(ifindex);
+    if (bpf_map_delete_elem(prog_->lb_map_fds().tx_ports, &key) != 0)
+        return Error::from_errno(errno, "remove TX port ifindex " + std::to_string(ifindex));
+    return {};
 }
 
 std::uint64_t LbHarness::reason(kxlb_reason r) {
     auto all = counters_->reasons();
     if (!all) throw std::runtime_error(all.error().message);
     return (*all)[r].packets;
+}
+
+std::array<std::uint64_t, kReasonCount> LbHarness::reason_packets() {
+    auto all = counters_->reasons();
+    if (!all) throw std::runtime_error(all.error().message);
+    std::array<std::uint64_t, kReasonCount> out{};
+    for (std::size_t i = 0; i < kReasonCount; ++i) out[i] = (*all)[i].packets;
+    return out;
+}
+
+std::uint64_t LbHarness::reasons_total() {
+    const auto all = reason_packets();
+    return std::accumulate(all.begin(), all.end(), std::uint64_t{0});
+}
+
+ParseStats LbHarness::parse_stats() {
+    auto s = prog_->parse_stats();
+    if (!s) throw std::runtime_error(s.error().message);
+    return *s;
 }
 
 }  // namespace kxlb::test

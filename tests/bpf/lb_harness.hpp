@@ -4,8 +4,11 @@
 // node's eth0 (or eth1) as ingress device.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
+#include <span>
+#include <utility>
 
 #include "common/packet_builder.hpp"
 #include "lab/lab.hpp"
@@ -52,6 +55,19 @@ public:
     Result<XdpRun> run(const Packet& frame, int ingress = 0);
     Status set_config(const LbConfig& cfg) { return maps_->set_config(cfg.to_abi()); }
     Status add_tx_port_eth1() { return maps_->add_tx_port(static_cast<std::uint32_t>(eth1_)); }
+    // Additions: any node interface into / out of kxlb_tx_ports (removal writes the devmap directly, as an agent
+    // would when a NIC goes away; LbMaps has no removal yet).
+    Status add_tx_port(int ifindex) { return maps_->add_tx_port(static_cast<std::uint32_t>(ifindex)); }
+    Status remove_tx_port(int ifindex);
+
+    // Addition: run() without the namespace switch, for callers already inside the node namespace (in_node):
+    // the fuzz test runs hundreds of thousands of frames in one in_node() call.
+    Result<XdpRun> run_in_node(std::span<const std::uint8_t> frame, int ingress = 0);
+    // Runs fn() with the calling thread inside the node namespace (restored afterwards, also on throw).
+    template <typename Fn>
+    auto in_node(Fn&& fn) -> decltype(fn()) {
+        return lab_->in_ns("node", std::forward<Fn>(fn));
+    }
 
     LbProgrammer& lb() { return *programmer_; }
     LbCounters& counters() { return *counters_; }
@@ -63,6 +79,11 @@ public:
 
     // Summed reason counters; reason(r) = packets counted under r.
     std::uint64_t reason(kxlb_reason r);
+    // Additions: every reason's summed packet count (index = enum kxlb_reason), their total, and the parser's
+    // observation counters. Throw std::runtime_error when a map read fails (like reason()).
+    std::array<std::uint64_t, kReasonCount> reason_packets();
+    std::uint64_t reasons_total();
+    ParseStats parse_stats();
 
 private:
     LbHarness() = default;

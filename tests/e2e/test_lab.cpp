@@ -109,8 +109,8 @@ testing::AssertionResult reachable(Lab& lab, std::string_view ns, const std::str
     auto r = lab.run(ns, {"ping", "-c1", "-W1", addr}, 5s);
     if (!r) return testing::AssertionFailure() << r.error().message;
     if (r->exit_code != 0)
-        return testing::AssertionFailure() << "ping " << addr << " from " << ns << " exited " << r->exit_code
-                                           << ": " << r->out << r->err;
+        return testing::AssertionFailure()
+               << "ping " << addr << " from " << ns << " exited " << r->exit_code << ": " << r->out << r->err;
     return testing::AssertionSuccess();
 }
 
@@ -169,7 +169,9 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = 3s) {
 Topology two_hosts(bool xdp_on_b = false) {
     Topology t;
     t.namespaces = {"a", "b"};
-    t.veths = {{{"a", "veth-a", {"10.11.0.1/24", "fd11::1/64"}}, {"b", "veth-b", {"10.11.0.2/24", "fd11::2/64"}}, false,
+    t.veths = {{{"a", "veth-a", {"10.11.0.1/24", "fd11::1/64"}},
+                {"b", "veth-b", {"10.11.0.2/24", "fd11::2/64"}},
+                false,
                 xdp_on_b}};
     return t;
 }

@@ -50,18 +50,43 @@ TEST(LabNaming, ParsesOwnNamesBack) {
 }
 
 TEST(LabNaming, RejectsNamesOutsideTheScheme) {
-    for (const char* n : {"", "kxlb", "kxlb-", "kxlb-123", "kxlb-123-", "kxlb-123-beef", "kxlb-123-beef-",
-                          "kxlb-123-bee-x", "kxlb-123-beeff-x", "kxlb-123-BEEF-x", "kxlb-123-ghij-x", "kxlb--beef-x",
-                          "kxlb-0-beef-x", "kxlb-0123-beef-x", "kxlb-+12-beef-x", "kxlb--12-beef-x", "kxlb-12a-beef-x",
-                          "kxlb-99999999999-beef-x", "kxlb-2147483648-beef-x", "xkxlb-123-beef-x", "KXLB-123-beef-x",
-                          "foo", "cni-1234-5678", "kxlb_123_beef_x"})
+    for (const char* n : {"",
+                          "kxlb",
+                          "kxlb-",
+                          "kxlb-123",
+                          "kxlb-123-",
+                          "kxlb-123-beef",
+                          "kxlb-123-beef-",
+                          "kxlb-123-bee-x",
+                          "kxlb-123-beeff-x",
+                          "kxlb-123-BEEF-x",
+                          "kxlb-123-ghij-x",
+                          "kxlb--beef-x",
+                          "kxlb-0-beef-x",
+                          "kxlb-0123-beef-x",
+                          "kxlb-+12-beef-x",
+                          "kxlb--12-beef-x",
+                          "kxlb-12a-beef-x",
+                          "kxlb-99999999999-beef-x",
+                          "kxlb-2147483648-beef-x",
+                          "xkxlb-123-beef-x",
+                          "KXLB-123-beef-x",
+                          "foo",
+                          "cni-1234-5678",
+                          "kxlb_123_beef_x"})
         EXPECT_FALSE(parse_lab_netns_name(n).has_value()) << n;
     EXPECT_TRUE(parse_lab_netns_name("kxlb-2147483647-beef-x").has_value());
 }
 
 TEST(LabNaming, StaleSelectionOnlyDeadPidsAndOnlyOurScheme) {
-    std::vector<std::string> names{"kxlb-100-beef-x",  "kxlb-100-cafe-y", "kxlb-200-beef-x", "kxlb-300-0000-a-b",
-                                   "kxlb-100-beef",    "cni-100-beef-x",  "myns",            "kxlb-0100-beef-x",
+    std::vector<std::string> names{"kxlb-100-beef-x",
+                                   "kxlb-100-cafe-y",
+                                   "kxlb-200-beef-x",
+                                   "kxlb-300-0000-a-b",
+                                   "kxlb-100-beef",
+                                   "cni-100-beef-x",
+                                   "myns",
+                                   "kxlb-0100-beef-x",
                                    "kxlb-300-beef-x2"};
     std::set<pid_t> alive{200};
     std::vector<pid_t> asked;

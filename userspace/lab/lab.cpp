@@ -79,16 +79,14 @@ std::optional<Cidr> parse_cidr(std::string_view s) {
 
 bool valid_ifname(std::string_view name) {
     if (name.empty() || name.size() >= IFNAMSIZ || name == "." || name == "..") return false;
-    return std::none_of(name.begin(), name.end(), [](char c) {
-        return c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c));
-    });
+    return std::none_of(name.begin(), name.end(),
+                        [](char c) { return c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)); });
 }
 
 bool valid_logical_name(std::string_view name) {
     if (name.empty() || name.size() > 64) return false;
-    return std::all_of(name.begin(), name.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-    });
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; });
 }
 
 Status validate(const Topology& topo) {
@@ -311,8 +309,7 @@ Result<int> Lab::ifindex(std::string_view ns, std::string_view ifname) const {
     auto guard = NetnsGuard::enter(*path);
     if (!guard) return guard.error();
     unsigned idx = ::if_nametoindex(std::string(ifname).c_str());
-    if (idx == 0)
-        return Error::from_errno(errno, "ifindex of " + quote(ifname) + " in namespace " + quote(ns));
+    if (idx == 0) return Error::from_errno(errno, "ifindex of " + quote(ifname) + " in namespace " + quote(ns));
     return static_cast<int>(idx);
 }
 

@@ -59,7 +59,7 @@ struct Topology {
     std::vector<std::string> namespaces;  // logical names: 1..64 chars of [A-Za-z0-9_-], unique
     std::vector<Switch> switches;         // their ns must also be listed in namespaces
     std::vector<VethPair> veths;
-    std::vector<Route> routes;            // added after all links and addresses
+    std::vector<Route> routes;               // added after all links and addresses
     std::vector<std::string> ip_forwarding;  // logical namespaces with IPv4 + IPv6 forwarding enabled
 };
 
@@ -96,9 +96,9 @@ public:
     Lab(const Lab&) = delete;
     Lab& operator=(const Lab&) = delete;
 
-    const std::string& prefix() const { return prefix_; }         // e.g. "kxlb-12345-a1b2"
-    std::string ns_name(std::string_view logical) const;          // e.g. "kxlb-12345-a1b2-client"
-    std::string ns_path(std::string_view logical) const;          // "/run/netns/<ns_name>"
+    const std::string& prefix() const { return prefix_; }  // e.g. "kxlb-12345-a1b2"
+    std::string ns_name(std::string_view logical) const;   // e.g. "kxlb-12345-a1b2-client"
+    std::string ns_path(std::string_view logical) const;   // "/run/netns/<ns_name>"
     const Topology& topology() const { return topo_; }
     bool has_ns(std::string_view logical) const;
     // ns_path() for a logical namespace of this lab; error for an unknown one.
@@ -144,7 +144,7 @@ private:
 
     Topology topo_;
     std::string prefix_;
-    std::vector<std::string> created_;  // real netns names, in creation order
+    std::vector<std::string> created_;          // real netns names, in creation order
     std::unique_ptr<XdpPassProgram> xdp_pass_;  // loaded on first use
     std::vector<Link> xdp_links_;
     std::vector<std::unique_ptr<Process>> procs_;

@@ -81,8 +81,7 @@ std::optional<LabNetnsName> parse_lab_netns_name(std::string_view name) {
         if (c < '0' || c > '9') return std::nullopt;
     long long pid = 0;
     auto [ptr, ec] = std::from_chars(pid_s.data(), pid_s.data() + pid_s.size(), pid);
-    if (ec != std::errc{} || ptr != pid_s.data() + pid_s.size() || pid <= 0 ||
-        pid > std::numeric_limits<pid_t>::max())
+    if (ec != std::errc{} || ptr != pid_s.data() + pid_s.size() || pid <= 0 || pid > std::numeric_limits<pid_t>::max())
         return std::nullopt;
     rest = rest.substr(dash + 1);
 
@@ -143,10 +142,8 @@ Result<int> cleanup_stale_namespaces() {
     int removed = 0;
     std::string failures;
     for (const auto& n : select_stale_namespaces(*names, pid_alive)) {
-        if (auto st = delete_netns(n); st)
-            ++removed;
-        else
-            failures += (failures.empty() ? "" : "; ") + st.error().message;
+        if (auto st = delete_netns(n); st) ++removed;
+        else failures += (failures.empty() ? "" : "; ") + st.error().message;
     }
     if (!failures.empty())
         return Error{EIO, "removed " + std::to_string(removed) + " stale lab namespaces, failed: " + failures};

@@ -213,10 +213,8 @@ std::string format_argv(const std::vector<std::string>& argv) {
         }
         out += '\'';
         for (char c : a) {
-            if (c == '\'')
-                out += "'\\''";
-            else
-                out += c;
+            if (c == '\'') out += "'\\''";
+            else out += c;
         }
         out += '\'';
     }

@@ -41,10 +41,13 @@ public:
     // Precondition: ok().
     T& value() & { return std::get<0>(v_); }
     const T& value() const& { return std::get<0>(v_); }
-    T&& value() && { return std::get<0>(std::move(v_)); }
+    // By value: a reference into a temporary Result would dangle (`for (x : f().value())`).
+    T value() && { return std::get<0>(std::move(v_)); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
     T& operator*() & { return value(); }
+    const T& operator*() const& { return value(); }
+    T operator*() && { return std::move(*this).value(); }
 
     // Precondition: !ok().
     const Error& error() const { return std::get<1>(v_); }

@@ -16,7 +16,7 @@ KXLB_SKELETON_OPS(xdp_pass_bpf);
 
 struct XdpLbProgram::Impl {
     Skeleton<xdp_lb_bpf_ops> skel;
-    PerCpuArray<kxlb_counter> parse_stats;
+    PerCpuArray<kxlb_parse_counters> parse_stats;
 };
 
 Result<XdpLbProgram> XdpLbProgram::load(const XdpLbLoadOptions& opts) {
@@ -27,7 +27,7 @@ Result<XdpLbProgram> XdpLbProgram::load(const XdpLbLoadOptions& opts) {
         if (int err = bpf_map__set_max_entries(m, opts.ct_entries); err != 0)
             return Error::from_errno(err, "size conntrack maps");
     if (auto st = skel->load(); !st) return st.error();
-    auto stats = PerCpuArray<kxlb_counter>::bind(skel.value()->maps.kxlb_parse_stats);
+    auto stats = PerCpuArray<kxlb_parse_counters>::bind(skel.value()->maps.kxlb_parse_stats);
     if (!stats) return stats.error();
     return XdpLbProgram(std::make_unique<Impl>(Impl{std::move(skel).value(), stats.value()}));
 }
@@ -58,23 +58,18 @@ LbMapFds XdpLbProgram::lb_map_fds() const {
 }
 
 Result<ParseStats> XdpLbProgram::parse_stats() const {
+    auto per_cpu = impl_->parse_stats.lookup(0);
+    if (!per_cpu) return per_cpu.error();
     ParseStats out;
-    for (std::uint32_t id = 0; id < kParseStatCount; ++id) {
-        auto per_cpu = impl_->parse_stats.lookup(id);
-        if (!per_cpu) return per_cpu.error();
-        for (const auto& c : *per_cpu) {
-            out.by_id[id].packets += c.packets;
-            out.by_id[id].bytes += c.bytes;
+    for (const auto& cpu : *per_cpu)
+        for (std::size_t id = 0; id < kParseStatCount; ++id) {
+            out.by_id[id].packets += cpu.by_id[id].packets;
+            out.by_id[id].bytes += cpu.by_id[id].bytes;
         }
-    }
     return out;
 }
 
-Status XdpLbProgram::reset_parse_stats() {
-    for (std::uint32_t id = 0; id < kParseStatCount; ++id)
-        if (auto st = impl_->parse_stats.fill(id, kxlb_counter{}); !st) return st;
-    return {};
-}
+Status XdpLbProgram::reset_parse_stats() { return impl_->parse_stats.fill(0, kxlb_parse_counters{}); }
 
 // ---- XdpPassProgram ------------------------------------------------------------------------
 

@@ -1,0 +1,271 @@
+// Unit tests for LbProgrammer against an in-memory map backend: ids, ordering, atomic table swaps,
+// rollback on failure, and validation of services and configuration.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "lib/lb_programmer.hpp"
+#include "unit/fake_lb_maps.hpp"
+
+namespace kxlb {
+namespace {
+
+using test::FakeLbMaps;
+
+constexpr std::uint32_t kSize = 251;
+
+ServiceSpec svc(const std::string& vip, std::uint16_t port, const std::vector<std::string>& backends,
+                std::uint8_t proto = IPPROTO_TCP) {
+    ServiceSpec s;
+    s.frontend = Frontend{IpAddr::parse(vip).value(), port, proto};
+    for (const auto& b : backends) s.backends.push_back(BackendSpec{IpAddr::parse(b).value(), 8080, 1, false});
+    return s;
+}
+
+class LbProgrammerTest : public ::testing::Test {
+protected:
+    LbProgrammer make() {
+        LbProgrammerOptions o;
+        o.maglev_size = kSize;
+        o.hash_seed = 99;
+        return LbProgrammer::create(maps_, o).value();
+    }
+    // Every slot of every table names a backend present in the backends map.
+    void expect_consistent() {
+        for (const auto& [svc_id, table] : maps_.tables) {
+            EXPECT_EQ(table.size(), kSize);
+            for (auto id : table) EXPECT_TRUE(maps_.backends.count(id)) << "svc " << svc_id << " slot names id " << id;
+        }
+        for (const auto& [key, s] : maps_.services) EXPECT_LT(s.id, KXLB_MAX_SERVICES);
+    }
+    FakeLbMaps maps_;
+};
+
+TEST_F(LbProgrammerTest, AddServiceWritesBackendsTableAndFrontend) {
+    auto lb = make();
+    auto id = lb.upsert_service(svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2", "10.0.0.3"}));
+    ASSERT_TRUE(id) << id.error().message;
+    EXPECT_EQ(*id, 0u);
+    EXPECT_EQ(maps_.services.size(), 1u);
+    EXPECT_EQ(maps_.backends.size(), 3u);
+    ASSERT_EQ(maps_.tables.count(*id), 1u);
+    std::set<std::uint32_t> used(maps_.tables[*id].begin(), maps_.tables[*id].end());
+    EXPECT_EQ(used.size(), 3u);
+    EXPECT_EQ(maps_.vip_addrs.size(), 1u);
+    expect_consistent();
+    for (const auto& [bid, be] : maps_.backends) {
+        EXPECT_NE(be.gen, 0u);
+        EXPECT_EQ(be.family, AF_INET);
+        EXPECT_EQ(ntohs(be.port), 8080);
+    }
+}
+
+TEST_F(LbProgrammerTest, IdsAreStableAcrossUpdatesAndReusedAfterRemoval) {
+    auto lb = make();
+    auto a = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"}));
+    auto b = lb.upsert_service(svc("10.96.0.2", 80, {"10.0.0.1", "10.0.0.2"}));
+    ASSERT_TRUE(a && b);
+    EXPECT_NE(*a, *b);
+    auto b_again = lb.upsert_service(svc("10.96.0.2", 80, {"10.0.0.2", "10.0.0.1", "10.0.0.3"}));
+    ASSERT_TRUE(b_again);
+    EXPECT_EQ(*b_again, *b) << "updating a service keeps its id";
+    const auto fe_b = svc("10.96.0.2", 80, {}).frontend;
+    const auto id1 = lb.backend_id(fe_b, BackendSpec{IpAddr::parse("10.0.0.1").value(), 8080}.identity());
+    ASSERT_TRUE(id1);
+
+    ASSERT_TRUE(lb.remove_service(svc("10.96.0.1", 80, {}).frontend));
+    auto c = lb.upsert_service(svc("10.96.0.3", 80, {"10.0.0.9"}));
+    ASSERT_TRUE(c);
+    EXPECT_EQ(*c, *a) << "a freed service id is reused";
+    expect_consistent();
+}
+
+TEST_F(LbProgrammerTest, SameBackendInTwoServicesHasTwoIds) {
+    auto lb = make();
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"})));
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.2", 80, {"10.0.0.1"})));
+    EXPECT_EQ(maps_.backends.size(), 2u);
+    // Removing it from one service must not touch the other's.
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.2"})));
+    const auto other = lb.backend_id(svc("10.96.0.2", 80, {}).frontend,
+                                     BackendSpec{IpAddr::parse("10.0.0.1").value(), 8080}.identity());
+    ASSERT_TRUE(other);
+    EXPECT_TRUE(maps_.backends.count(*other));
+    expect_consistent();
+}
+
+TEST_F(LbProgrammerTest, RemovedBackendIsClearedAfterTheTableNoLongerNamesIt) {
+    auto lb = make();
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.2"})));
+    const auto fe = svc("10.96.0.1", 80, {}).frontend;
+    const auto gone = *lb.backend_id(fe, BackendSpec{IpAddr::parse("10.0.0.2").value(), 8080}.identity());
+    const auto gen_before = maps_.backends.at(gone).gen;
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"})));
+    EXPECT_EQ(maps_.backends.count(gone), 0u);
+    // Its id is reused by the next new backend, with a new generation so old flows re-balance.
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.7"})));
+    const auto reused = *lb.backend_id(fe, BackendSpec{IpAddr::parse("10.0.0.7").value(), 8080}.identity());
+    EXPECT_EQ(reused, gone);
+    EXPECT_NE(maps_.backends.at(reused).gen, gen_before);
+    expect_consistent();
+}
+
+TEST_F(LbProgrammerTest, NoUsableBackendRemovesTheTable) {
+    auto lb = make();
+    auto id = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"}));
+    ASSERT_TRUE(id);
+    ServiceSpec s = svc("10.96.0.1", 80, {"10.0.0.1"});
+    s.backends[0].draining = true;
+    ASSERT_TRUE(lb.upsert_service(s));
+    EXPECT_EQ(maps_.tables.count(*id), 0u) << "a draining-only service has no table (new flows get ICMP)";
+    ASSERT_EQ(maps_.backends.size(), 1u) << "the draining backend stays for its existing flows";
+    EXPECT_TRUE(maps_.backends.begin()->second.flags & KXLB_BE_F_DRAINING);
+}
+
+TEST_F(LbProgrammerTest, FailedTableSwapLeavesNothingBehind) {
+    auto lb = make();
+    maps_.fail("swap_maglev");
+    auto id = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.2"}));
+    ASSERT_FALSE(id);
+    EXPECT_EQ(id.error().code, EIO);
+    EXPECT_TRUE(maps_.services.empty());
+    EXPECT_TRUE(maps_.backends.empty());
+    EXPECT_TRUE(maps_.tables.empty());
+    EXPECT_EQ(lb.service_count(), 0u);
+    // And the ids it tried are free again.
+    auto ok = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"}));
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(*ok, 0u);
+}
+
+TEST_F(LbProgrammerTest, FailedUpdateKeepsTheOldServiceServing) {
+    auto lb = make();
+    auto id = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.2"}));
+    ASSERT_TRUE(id);
+    const auto before_tables = maps_.tables;
+    const auto before_backends = maps_.backends.size();
+    maps_.fail("put_backend");  // the new backend cannot be written
+    auto r = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.3"}));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(maps_.tables, before_tables);
+    EXPECT_EQ(maps_.backends.size(), before_backends);
+    ASSERT_NE(lb.service(svc("10.96.0.1", 80, {}).frontend), nullptr);
+    EXPECT_EQ(lb.service(svc("10.96.0.1", 80, {}).frontend)->spec.backends.size(), 2u);
+
+    maps_.fail("put_service");  // a flags change that cannot be published restores the old table
+    ServiceSpec flagged = svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.3"});
+    flagged.flags = KXLB_SVC_F_SOCKET_LB;
+    ASSERT_FALSE(lb.upsert_service(flagged));
+    EXPECT_EQ(maps_.tables, before_tables);
+    expect_consistent();
+}
+
+TEST_F(LbProgrammerTest, FailedNewFrontendRollsBackVipAddress) {
+    auto lb = make();
+    maps_.fail("put_service");
+    ASSERT_FALSE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"})));
+    EXPECT_TRUE(maps_.vip_addrs.empty());
+    EXPECT_TRUE(maps_.tables.empty());
+    EXPECT_TRUE(maps_.backends.empty());
+}
+
+TEST_F(LbProgrammerTest, VipAddressIsRefcountedAcrossPorts) {
+    auto lb = make();
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"})));
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 53, {"10.0.0.1"}, IPPROTO_UDP)));
+    ASSERT_EQ(maps_.vip_addrs.size(), 1u);
+    EXPECT_EQ(maps_.vip_addrs.begin()->second, 2u);
+    ASSERT_TRUE(lb.remove_service(svc("10.96.0.1", 80, {}).frontend));
+    EXPECT_EQ(maps_.vip_addrs.begin()->second, 1u);
+    ASSERT_TRUE(lb.remove_service(svc("10.96.0.1", 53, {}, IPPROTO_UDP).frontend));
+    EXPECT_TRUE(maps_.vip_addrs.empty());
+    EXPECT_TRUE(maps_.backends.empty());
+    EXPECT_TRUE(maps_.tables.empty());
+    EXPECT_FALSE(lb.remove_service(svc("10.96.0.1", 53, {}, IPPROTO_UDP).frontend));
+}
+
+TEST_F(LbProgrammerTest, TableIsIndependentOfBackendOrder) {
+    auto lb = make();
+    auto a = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.2", "10.0.0.3"}));
+    ASSERT_TRUE(a);
+    // Translate ids to addresses to compare across services.
+    auto by_addr = [&](const Frontend& fe, std::uint32_t svc_id) {
+        std::map<std::uint32_t, std::string> name;
+        for (const auto& be : lb.service(fe)->spec.backends) name[*lb.backend_id(fe, be.identity())] = be.str();
+        std::vector<std::string> out;
+        for (auto id : maps_.tables.at(svc_id)) out.push_back(name[id]);
+        return out;
+    };
+    auto b = lb.upsert_service(svc("10.96.0.2", 80, {"10.0.0.3", "10.0.0.1", "10.0.0.2"}));
+    ASSERT_TRUE(b);
+    EXPECT_EQ(by_addr(svc("10.96.0.1", 80, {}).frontend, *a), by_addr(svc("10.96.0.2", 80, {}).frontend, *b));
+}
+
+TEST_F(LbProgrammerTest, RejectsInvalidServicesWithEveryProblem) {
+    auto lb = make();
+    ServiceSpec s = svc("10.96.0.1", 0, {"fd00::1", "10.0.0.1", "10.0.0.1"});
+    s.frontend.proto = 47;
+    auto r = lb.upsert_service(s);
+    ASSERT_FALSE(r);
+    const auto& m = r.error().message;
+    EXPECT_NE(m.find("port 0"), std::string::npos) << m;
+    EXPECT_NE(m.find("tcp or udp"), std::string::npos) << m;
+    EXPECT_NE(m.find("another address family"), std::string::npos) << m;
+    EXPECT_NE(m.find("listed twice"), std::string::npos) << m;
+    EXPECT_TRUE(maps_.services.empty());
+}
+
+TEST_F(LbProgrammerTest, CapacityExhaustionIsAnErrorNotACrash) {
+    LbProgrammerOptions o;
+    o.maglev_size = kSize;
+    o.max_services = 2;
+    o.max_backends = 3;
+    auto lb = LbProgrammer::create(maps_, o).value();
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1", "10.0.0.2"})));
+    auto too_many_backends = lb.upsert_service(svc("10.96.0.2", 80, {"10.0.0.1", "10.0.0.2"}));
+    ASSERT_FALSE(too_many_backends);
+    EXPECT_EQ(too_many_backends.error().code, ENOSPC);
+    ASSERT_TRUE(lb.upsert_service(svc("10.96.0.2", 80, {"10.0.0.1"})));
+    auto too_many_services = lb.upsert_service(svc("10.96.0.3", 80, {}));
+    ASSERT_FALSE(too_many_services);
+    EXPECT_EQ(too_many_services.error().code, ENOSPC);
+    expect_consistent();
+}
+
+TEST(LbProgrammerOptionsTest, RejectsNonPrimeTable) {
+    FakeLbMaps maps;
+    LbProgrammerOptions o;
+    o.maglev_size = 65536;
+    EXPECT_FALSE(LbProgrammer::create(maps, o));
+}
+
+TEST(LbTypes, ParseAndFormat) {
+    EXPECT_EQ(IpAddr::parse("10.1.2.3")->str(), "10.1.2.3");
+    EXPECT_EQ(IpAddr::parse("fd00::1")->family, AF_INET6);
+    EXPECT_FALSE(IpAddr::parse("10.1.2"));
+    EXPECT_FALSE(IpAddr::parse("fd00:::1"));
+    Frontend fe{IpAddr::parse("fd00::1").value(), 443, IPPROTO_TCP};
+    EXPECT_EQ(fe.str(), "[fd00::1]:443/tcp");
+    const auto key = fe.key();
+    EXPECT_EQ(key.port, htons(443));
+    EXPECT_EQ(key.family, AF_INET6);
+}
+
+TEST(LbTypes, ConfigValidation) {
+    LbConfig c;
+    EXPECT_TRUE(validate(c));
+    c.snat_port_lo = 100;
+    c.snat_port_hi = 99;
+    EXPECT_FALSE(validate(c));
+    c = LbConfig{};
+    c.snat_v4 = IpAddr::parse("fd00::1").value();
+    EXPECT_FALSE(validate(c));
+    c = LbConfig{};
+    c.snat_v4 = IpAddr::parse("10.0.0.1").value();
+    const auto abi = c.to_abi();
+    EXPECT_EQ(abi.snat_v4, htonl(0x0a000001));
+    EXPECT_EQ(abi.snat_port_lo, 61000);
+}
+
+}  // namespace
+}  // namespace kxlb

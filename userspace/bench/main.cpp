@@ -1,0 +1,238 @@
+// kxlb-bench: datapath benchmarks that print every figure next to a baseline measured in the same run.
+//   A. ns/packet of XDP programs (BPF_PROG_TEST_RUN, one run per call) net of a trivial XDP_PASS, and as a ratio
+//      to a minimal reflector;
+//   B. packets/s through a netns lab for kxlb vs an XDP_TX reflector vs iptables DNAT+MASQUERADE.
+// Needs root (BPF, network namespaces). Not a test: it reports, it does not judge (exit 0 unless it cannot run).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include "bench/ns_bench.hpp"
+#include "bench/pps_bench.hpp"
+#include "lib/libbpf_log.hpp"
+
+namespace {
+
+using namespace kxlb::bench;
+
+struct Args {
+    bool quick = false;
+    bool run_ns = true;
+    bool run_pps = true;
+    NsBenchOptions ns;
+    PpsBenchOptions pps;
+};
+
+void usage(std::FILE* f) {
+    std::fprintf(f,
+                 "usage: kxlb-bench [--quick] [--only ns|pps] [--iterations N] [--seconds S] [--threads N] [--cpu N] ...\n"
+                 "  --quick          short run: 200000 runs per ns case, 1 s (2 rounds) per pps setup and thread count\n"
+                 "  --only ns|pps    run only part A (ns/packet) or part B (packets per second)\n"
+                 "  --iterations N   BPF_PROG_TEST_RUN calls per ns case (default 1000000, max 10000000)\n"
+                 "  --seconds S      pps time per setup and thread count (default 3, max 30)\n"
+                 "  --threads N      pps runs with 1..N generator threads (default 2)\n"
+                 "  --cpu N          CPU part A is pinned to (default: the last one)\n"
+                 "  --case TEXT      part A: only the cases whose name contains TEXT (and the baseline)\n"
+                 "  --setup TEXT     part B: only the setups whose name contains TEXT (reflector, kxlb, iptables)\n"
+                 "  --rounds N       part B: interleaved rounds per setup and thread count (default 3)\n");
+}
+
+bool parse_num(const char* s, double lo, double hi, double* out) {
+    char* end = nullptr;
+    double v = std::strtod(s, &end);
+    if (!s[0] || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+// Returns 0 to go on, else the exit code.
+int parse_args(int argc, char** argv, Args& a) {
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        auto value = [&](double lo, double hi, double* out) {
+            if (i + 1 >= argc || !parse_num(argv[i + 1], lo, hi, out)) {
+                std::fprintf(stderr, "kxlb-bench: %s needs a number in [%g, %g]\n", argv[i], lo, hi);
+                return false;
+            }
+            ++i;
+            return true;
+        };
+        double v = 0;
+        if (arg == "--quick") {
+            a.quick = true;
+            a.ns.iterations = 200000;
+            a.pps.seconds = 1.0;
+            a.pps.rounds = 2;
+            a.pps.warmup = 0.2;
+        } else if (arg == "--only" && i + 1 < argc && (std::string_view(argv[i + 1]) == "ns" ||
+                                                        std::string_view(argv[i + 1]) == "pps")) {
+            a.run_ns = std::string_view(argv[++i]) == "ns";
+            a.run_pps = !a.run_ns;
+        } else if (arg == "--iterations") {
+            if (!value(1000, 1e7, &v)) return 2;
+            a.ns.iterations = static_cast<std::uint64_t>(v);
+        } else if (arg == "--seconds") {
+            if (!value(0.1, 30, &v)) return 2;
+            a.pps.seconds = v;
+        } else if (arg == "--threads") {
+            if (!value(1, 64, &v)) return 2;
+            a.pps.max_threads = static_cast<int>(v);
+        } else if (arg == "--cpu") {
+            if (!value(0, 4095, &v)) return 2;
+            a.ns.cpu = static_cast<int>(v);
+        } else if (arg == "--setup" && i + 1 < argc) {
+            a.pps.filter = argv[++i];
+        } else if (arg == "--rounds") {
+            if (!value(1, 20, &v)) return 2;
+            a.pps.rounds = static_cast<int>(v);
+        } else if (arg == "--case" && i + 1 < argc) {
+            a.ns.filter = argv[++i];
+        } else if (arg == "-h" || arg == "--help") {
+            usage(stdout);
+            return 1;
+        } else {
+            std::fprintf(stderr, "kxlb-bench: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+void print_ns(const NsBenchReport& rep) {
+    const NsCaseResult* floor = nullptr;
+    for (const auto& c : rep.cases)
+        if (c.is_floor) floor = &c;
+    const double floor_net = floor ? floor->mean_ns - rep.baseline_ns : 0;
+    const std::uint64_t iters = rep.cases.empty() ? 0 : rep.cases.front().iterations;
+    std::printf("\nA. ns/packet: BPF_PROG_TEST_RUN, repeat=1, %llu runs per case (mean of kernel-reported durations),"
+                " pinned to CPU %d\n",
+                static_cast<unsigned long long>(iters), rep.cpu);
+    std::printf("   net = raw - %.1f ns (xdp_pass baseline: mean of its first and last run); x floor = net / reflector "
+                "net\n",
+                rep.baseline_ns);
+    std::printf("%-30s %8s %6s %8s %8s %12s %5s\n", "case", "raw ns", "p50", "net ns", "x floor", "target net",
+                "path");
+    std::printf("%s\n", std::string(83, '-').c_str());
+    for (const auto& c : rep.cases) {
+        const double net = c.mean_ns - rep.baseline_ns;
+        char ratio[16] = "-";
+        if (!c.is_baseline && floor_net > 0.05) std::snprintf(ratio, sizeof(ratio), "%.2f", net / floor_net);
+        char target[24] = "-";
+        if (c.target_net_ns)
+            std::snprintf(target, sizeof(target), "<=%.0f %s", *c.target_net_ns,
+                          net <= *c.target_net_ns ? "ok" : "MISS");
+        std::printf("%-30s %8.1f %6.0f %8.1f %8s %12s %5s\n", c.name.c_str(), c.mean_ns, c.p50_ns, net, ratio, target,
+                    c.path_ok ? "ok" : "FAIL");
+    }
+    std::printf("\n   path proof per case (verdict/output checked on every iteration, counter deltas after):\n");
+    for (const auto& c : rep.cases) std::printf("   - %s: %s\n", c.name.c_str(), c.proof.c_str());
+    std::printf("   setup: %s\n", rep.notes.c_str());
+}
+
+void print_pps(const PpsBenchReport& rep) {
+    std::printf("\nB. packets/s: generator ns -> node ns (program under test) -> sink ns over veth, native XDP\n");
+    std::printf("   Mpps = delivered / wall time; per CPU-s = delivered / generator threads' CPU time (the whole chain runs\n"
+                "   in their softirq context, so this is immune to other load); util = CPU-s / (wall s x threads)\n");
+    std::printf("%-10s %3s %7s %13s %8s %8s %9s %5s %10s %10s\n", "setup", "thr", "Mpps", "rounds min-max",
+                "offered", "deliv", "per CPU-s", "util", "kxlb/this", "this/refl");
+    std::printf("%s\n", std::string(92, '-').c_str());
+    auto find = [&](const std::string& setup, int threads) -> const PpsResult* {
+        for (const auto& r : rep.runs)
+            if (r.setup == setup && r.threads == threads) return &r;
+        return nullptr;
+    };
+    auto ratio = [](double a, double b, char* buf, std::size_t n) {
+        if (b > 0) std::snprintf(buf, n, "%.2f", a / b);
+    };
+    for (const auto& r : rep.runs) {
+        const PpsResult* k = find("kxlb", r.threads);
+        const PpsResult* f = find("reflector", r.threads);
+        char vs_k[16] = "-", vs_f[16] = "-", spread[32];
+        if (k && r.setup != "kxlb") ratio(k->pps, r.pps, vs_k, sizeof(vs_k));
+        if (f && r.setup != "reflector") ratio(r.pps, f->pps, vs_f, sizeof(vs_f));
+        std::snprintf(spread, sizeof(spread), "%.2f-%.2f", r.pps_min / 1e6, r.pps_max / 1e6);
+        const double off_pps = r.seconds > 0 ? static_cast<double>(r.offered) / r.seconds : 0;
+        const double util = r.seconds > 0 ? r.cpu_seconds / (r.seconds / r.rounds * r.rounds * r.threads) : 0;
+        std::printf("%-10s %3d %7.2f %13s %8.2f %7.1f%% %9.2f %4.0f%% %10s %10s\n", r.setup.c_str(), r.threads,
+                    r.pps / 1e6, spread, off_pps / 1e6,
+                    r.offered ? 100.0 * static_cast<double>(r.delivered) / static_cast<double>(r.offered) : 0.0,
+                    r.pps_per_cpu / 1e6, 100 * util, vs_k, vs_f);
+    }
+    std::printf("\n   summary (ratios of Mpps; in brackets the same ratio per CPU-s):\n");
+    for (int t = 1; t <= 64; ++t) {
+        const PpsResult* k = find("kxlb", t);
+        if (!k) break;
+        const PpsResult* ipt = find("iptables", t);
+        const PpsResult* f = find("reflector", t);
+        std::printf("   %d thread(s): kxlb %.2f Mpps", t, k->pps / 1e6);
+        if (ipt && ipt->pps > 0 && ipt->pps_per_cpu > 0)
+            std::printf(" = %.2fx iptables [%.2fx] (target >= 3x: %s)", k->pps / ipt->pps,
+                        k->pps_per_cpu / ipt->pps_per_cpu, k->pps >= 3 * ipt->pps ? "ok" : "MISS");
+        if (f && f->pps > 0 && f->pps_per_cpu > 0)
+            std::printf(", %.2fx reflector [%.2fx]", k->pps / f->pps, k->pps_per_cpu / f->pps_per_cpu);
+        std::printf("\n");
+    }
+    std::printf("\n   path proof per setup and thread count (one entry per round):\n");
+    for (const auto& r : rep.runs)
+        std::printf("   - %s, %d thread(s): %s\n", r.setup.c_str(), r.threads, r.proof.c_str());
+    std::printf("   notes:\n");
+    const std::string& notes = rep.notes;
+    std::size_t pos = 0;
+    while (pos < notes.size()) {
+        std::size_t nl = notes.find('\n', pos);
+        if (nl == std::string::npos) nl = notes.size();
+        std::printf("   - %s\n", notes.substr(pos, nl - pos).c_str());
+        pos = nl + 1;
+    }
+}
+
+int run(int argc, char** argv) {
+    Args a;
+    if (int rc = parse_args(argc, argv, a); rc != 0) return rc == 1 ? 0 : rc;
+    if (::geteuid() != 0) {
+        std::fprintf(stderr, "kxlb-bench: needs root (BPF programs, network namespaces)\n");
+        return 2;
+    }
+    kxlb::route_libbpf_log_to_spdlog();
+    int rc = 0;
+    if (a.run_ns) {
+        std::fprintf(stderr, "kxlb-bench: part A (ns/packet), %llu runs per case...\n",
+                     static_cast<unsigned long long>(a.ns.iterations));
+        auto rep = run_ns_bench(a.ns);
+        if (!rep) {
+            std::fprintf(stderr, "kxlb-bench: part A failed: %s\n", rep.error().message.c_str());
+            rc = 1;
+        } else {
+            print_ns(*rep);
+        }
+        std::fflush(stdout);
+    }
+    if (a.run_pps) {
+        std::fprintf(stderr, "kxlb-bench: part B (packets/s), %.1f s per run...\n", a.pps.seconds);
+        auto rep = run_pps_bench(a.pps);
+        if (!rep) {
+            std::fprintf(stderr, "kxlb-bench: part B failed: %s\n", rep.error().message.c_str());
+            rc = 1;
+        } else {
+            print_pps(*rep);
+        }
+    }
+    return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {  // Lab::in_ns throws if a namespace cannot be entered
+        std::fprintf(stderr, "kxlb-bench: %s\n", e.what());
+        return 1;
+    }
+}

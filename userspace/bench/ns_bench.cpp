@@ -1,0 +1,521 @@
+// Part A of kxlb-bench: ns/packet through BPF_PROG_TEST_RUN in a lab namespace whose routes and permanent
+// neighbours let bpf_fib_lookup succeed (ingress_ifindex = the node's eth0), as in tests/bpf/lb_harness.
+#include "bench/ns_bench.hpp"
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <span>
+
+#include "bench/bench_programs.hpp"
+#include "bench/bench_util.hpp"
+#include "bench/frames.hpp"
+#include "lab/lab.hpp"
+#include "lib/lb_inspect.hpp"
+#include "lib/xdp_programs.hpp"
+
+namespace kxlb::bench {
+
+namespace {
+
+// Addressing of the part A lab (inside its namespaces; nothing is ever transmitted).
+constexpr const char* kNodeMac = "02:84:00:00:00:01";
+constexpr const char* kClientMac = "02:84:00:00:00:64";
+constexpr const char* kBackendMac = "02:84:00:00:00:0b";
+constexpr const char* kNode4 = "10.84.0.1";  // node eth0, SNAT v4
+constexpr const char* kNode6 = "fd84::1";
+constexpr const char* kClient4 = "10.84.0.100";
+constexpr const char* kClient6 = "fd84::100";
+constexpr const char* kBackend4 = "10.84.0.11";  // every backend: one address, kBackends ports
+constexpr const char* kBackend6 = "fd84::11";
+constexpr const char* kVip4 = "10.87.0.10";
+constexpr const char* kVip6 = "fd87::10";
+constexpr const char* kOther4 = "10.84.0.200";  // on the node's subnet, no frontend: non-VIP traffic
+constexpr std::uint16_t kVipPort = 80;
+constexpr std::uint16_t kBackendPortBase = 20000;
+// Many backends and a wide SNAT range keep the SNAT port space of the 1M-new-flow runs nearly empty (<= 6%),
+// so a new flow's first SNAT probe almost always succeeds, as on a real node with many endpoints.
+constexpr int kBackends = 256;
+constexpr std::uint16_t kSnatLo = 1024, kSnatHi = 65535;
+
+struct Timing {
+    double mean = 0;
+    double p50 = 0;
+    double p90 = 0, p99 = 0, p999 = 0, max = 0;
+    double trimmed = 0;  // mean of the fastest 99%
+    std::uint64_t bad = 0;  // iterations whose verdict/output check failed
+    std::string first_bad;
+};
+
+IpAddr addr(const char* s) { return IpAddr::parse(s).value(); }
+MacAddr mac(const char* s) { return parse_mac(s).value(); }
+
+bool bytes_eq(std::span<const std::uint8_t> out, std::size_t off, const std::uint8_t* want, std::size_t n) {
+    return out.size() >= off + n && std::memcmp(out.data() + off, want, n) == 0;
+}
+
+std::uint16_t be16_at(std::span<const std::uint8_t> out, std::size_t off) {
+    if (out.size() < off + 2) return 0;
+    return static_cast<std::uint16_t>(out[off] << 8 | out[off + 1]);
+}
+
+// Runs the program once per iteration (repeat=1, so the input is the intended frame every time). make(i, frame)
+// may rewrite the frame; check(i, verdict, output) returns "" or what was wrong. Must run inside the namespace of
+// ingress_ifindex.
+template <typename Make, typename Check>
+Result<Timing> time_runs(int prog_fd, std::uint32_t ingress_ifindex, std::uint64_t n, Make&& make, Check&& check) {
+    std::vector<std::uint8_t> frame;
+    std::vector<std::uint8_t> out(2048);
+    std::vector<std::uint32_t> durations;
+    durations.reserve(n);
+    Timing t;
+    for (std::uint64_t i = 0; i < n; ++i) {
+        make(i, frame);
+        xdp_md ctx{};
+        ctx.data_end = static_cast<__u32>(frame.size());
+        ctx.ingress_ifindex = ingress_ifindex;
+        LIBBPF_OPTS(bpf_test_run_opts, o);
+        o.data_in = frame.data();
+        o.data_size_in = static_cast<__u32>(frame.size());
+        o.data_out = out.data();
+        o.data_size_out = static_cast<__u32>(out.size());
+        o.ctx_in = &ctx;
+        o.ctx_size_in = sizeof(ctx);
+        o.repeat = 1;
+        if (bpf_prog_test_run_opts(prog_fd, &o) != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN");
+        durations.push_back(o.duration);
+        std::string why = check(i, o.retval, std::span<const std::uint8_t>(out.data(), o.data_size_out));
+        if (!why.empty() && t.bad++ == 0) t.first_bad = "iteration " + std::to_string(i) + ": " + why;
+    }
+    if (n == 0) return t;
+    double sum = 0;
+    for (auto d : durations) sum += d;
+    t.mean = sum / static_cast<double>(n);
+    std::sort(durations.begin(), durations.end());
+    auto pct = [&](double q) { return static_cast<double>(durations[static_cast<std::size_t>(q * (n - 1))]); };
+    t.p50 = pct(0.5);
+    t.p90 = pct(0.9);
+    t.p99 = pct(0.99);
+    t.p999 = pct(0.999);
+    t.max = durations.back();
+    const std::size_t keep = std::max<std::size_t>(1, n * 99 / 100);
+    double tsum = 0;
+    for (std::size_t i = 0; i < keep; ++i) tsum += durations[i];
+    t.trimmed = tsum / static_cast<double>(keep);
+    std::fprintf(stderr, "    mean %.1f trimmed99 %.1f p50 %.0f p90 %.0f p99 %.0f p99.9 %.0f max %.0f\n", t.mean, t.trimmed,
+                 t.p50, t.p90, t.p99, t.p999, t.max);
+    return t;
+}
+
+std::string verdict_name(std::uint32_t v) {
+    switch (v) {
+        case XDP_ABORTED: return "XDP_ABORTED";
+        case XDP_DROP: return "XDP_DROP";
+        case XDP_PASS: return "XDP_PASS";
+        case XDP_TX: return "XDP_TX";
+        case XDP_REDIRECT: return "XDP_REDIRECT";
+        default: return "verdict " + std::to_string(v);
+    }
+}
+
+std::string expect_verdict(std::uint32_t got, std::uint32_t want) {
+    return got == want ? "" : verdict_name(got) + " instead of " + verdict_name(want);
+}
+
+std::uint32_t next_pow2(std::uint64_t v) {
+    std::uint64_t p = 1;
+    while (p < v && p < (1ULL << 30)) p <<= 1;
+    return static_cast<std::uint32_t>(p);
+}
+
+// The part A environment: lab, addresses, the kxlb instance used by the cheap cases.
+class NsBench {
+public:
+    explicit NsBench(const NsBenchOptions& o) : opts_(o) {}
+    Result<NsBenchReport> run();
+
+private:
+    Status build_lab();
+    Result<std::unique_ptr<LbInstance>> make_lb(std::uint32_t ct_entries, std::uint32_t* svc4, std::uint32_t* svc6);
+    Result<Timing> timed(int prog_fd, const auto& make, const auto& check) {
+        const std::uint32_t ifindex = static_cast<std::uint32_t>(eth0_);
+        const std::uint64_t n = opts_.iterations;
+        return lab_->in_ns("node", [&] { return time_runs(prog_fd, ifindex, n, make, check); });
+    }
+    // One SYN through the datapath (creates a flow); its verdict must be XDP_TX.
+    Status open_flow(LbInstance& lb, const FrameSpec& syn);
+    NsCaseResult finish(std::string name, const Result<Timing>& t, std::optional<double> target);
+
+    FrameSpec spec(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport,
+                   std::uint8_t flags) const {
+        FrameSpec s;
+        s.dst_mac = mac(kNodeMac);
+        s.src_mac = mac(kClientMac);
+        s.saddr = addr(src);
+        s.daddr = addr(dst);
+        s.proto = IPPROTO_TCP;
+        s.sport = sport;
+        s.dport = dport;
+        s.tcp_flags = flags;
+        return s;
+    }
+
+    bool want(std::string_view name) const {
+        return opts_.filter.empty() || name.find(opts_.filter) != std::string_view::npos;
+    }
+    Status case_pass(NsBenchReport& rep, XdpPassProgram& pass, const char* label);
+    Status case_reflect(NsBenchReport& rep);
+    Status cases_cheap(NsBenchReport& rep);
+    Status case_new_flows(NsBenchReport& rep, bool v6);
+
+    NsBenchOptions opts_;
+    std::unique_ptr<lab::Lab> lab_;
+    int eth0_ = 0;
+};
+
+Status NsBench::build_lab() {
+    lab::Topology t;
+    t.namespaces = {"node", "peer"};
+    t.veths.push_back({{"node", "eth0", {"10.84.0.1/24", "fd84::1/64"}}, {"peer", "eth0", {"10.84.0.254/24"}}});
+    t.ip_forwarding = {"node"};  // bpf_fib_lookup answers only for forwarding interfaces
+    auto lab = lab::Lab::create(t);
+    if (!lab) return lab.error();
+    lab_ = std::move(lab).value();
+    const std::vector<std::vector<std::string>> cmds = {
+        {"ip", "link", "set", "dev", "eth0", "address", kNodeMac},
+        {"ip", "neigh", "replace", kClient4, "lladdr", kClientMac, "dev", "eth0", "nud", "permanent"},
+        {"ip", "neigh", "replace", kClient6, "lladdr", kClientMac, "dev", "eth0", "nud", "permanent"},
+        {"ip", "neigh", "replace", kBackend4, "lladdr", kBackendMac, "dev", "eth0", "nud", "permanent"},
+        {"ip", "neigh", "replace", kBackend6, "lladdr", kBackendMac, "dev", "eth0", "nud", "permanent"},
+    };
+    for (const auto& c : cmds)
+        if (auto st = must_run(*lab_, "node", c); !st) return st;
+    auto idx = lab_->ifindex("node", "eth0");
+    if (!idx) return idx.error();
+    eth0_ = *idx;
+    return {};
+}
+
+Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, std::uint32_t* svc4,
+                                                     std::uint32_t* svc6) {
+    LbConfig cfg;
+    cfg.hash_seed = 0x6b786c62;
+    cfg.snat_v4 = addr(kNode4);
+    cfg.snat_v6 = addr(kNode6);
+    cfg.snat_port_lo = kSnatLo;
+    cfg.snat_port_hi = kSnatHi;
+    auto lb = LbInstance::create(cfg, ct_entries);
+    if (!lb) return lb.error();
+    for (int fam = 0; fam < 2; ++fam) {
+        ServiceSpec s;
+        s.frontend.addr = addr(fam == 0 ? kVip4 : kVip6);
+        s.frontend.port = kVipPort;
+        s.frontend.proto = IPPROTO_TCP;
+        for (int i = 0; i < kBackends; ++i)
+            s.backends.push_back(BackendSpec{addr(fam == 0 ? kBackend4 : kBackend6),
+                                             static_cast<std::uint16_t>(kBackendPortBase + i), 1, false});
+        auto id = (*lb)->programmer().upsert_service(s);
+        if (!id) return id.error();
+        *(fam == 0 ? svc4 : svc6) = *id;
+    }
+    return lb;
+}
+
+Status NsBench::open_flow(LbInstance& lb, const FrameSpec& syn) {
+    std::vector<std::uint8_t> f;
+    write_frame(syn, f);
+    auto t = lab_->in_ns("node", [&] {
+        return time_runs(
+            lb.program().prog_fd(), static_cast<std::uint32_t>(eth0_), 1, [&](std::uint64_t, auto& fr) { fr = f; },
+            [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_TX); });
+    });
+    if (!t) return t.error();
+    if (t->bad) return Error::invalid("opening a flow: " + t->first_bad);
+    return {};
+}
+
+NsCaseResult NsBench::finish(std::string name, const Result<Timing>& t, std::optional<double> target) {
+    NsCaseResult r;
+    r.name = std::move(name);
+    r.iterations = opts_.iterations;
+    r.target_net_ns = target;
+    if (!t) {
+        r.proof = "run failed: " + t.error().message;
+        return r;
+    }
+    r.mean_ns = t->mean;
+    r.p50_ns = t->p50;
+    r.path_ok = t->bad == 0;
+    if (t->bad) r.proof = std::to_string(t->bad) + " iterations off path, first: " + t->first_bad + "; ";
+    return r;
+}
+
+Status NsBench::case_pass(NsBenchReport& rep, XdpPassProgram& pass, const char* label) {
+    FrameSpec s = spec(kClient4, kVip4, 40000, kVipPort, kTcpAck);
+    std::vector<std::uint8_t> f;
+    write_frame(s, f);
+    auto t = timed(
+        pass.prog_fd(), [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+        [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_PASS); });
+    auto r = finish(label, t, std::nullopt);
+    r.is_baseline = true;
+    r.proof += "verdict XDP_PASS on every iteration";
+    rep.cases.push_back(std::move(r));
+    return {};
+}
+
+Status NsBench::case_reflect(NsBenchReport& rep) {
+    if (!want("reflector (floor)")) return {};
+    auto prog = ReflectProgram::load();
+    if (!prog) return prog.error();
+    FrameSpec s = spec(kClient4, kVip4, 40000, kVipPort, kTcpAck);
+    std::vector<std::uint8_t> f;
+    write_frame(s, f);
+    const MacAddr client = mac(kClientMac);
+    const IpAddr client_ip = addr(kClient4);
+    const FrameLayout l = layout_of(s);
+    auto t = timed(
+        prog->prog_fd(), [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+        [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
+            if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+            if (!bytes_eq(out, 0, client.data(), 6)) return "destination MAC not swapped";
+            if (!bytes_eq(out, l.daddr_off, client_ip.bytes.data(), 4)) return "addresses not swapped";
+            if (be16_at(out, l.dport_off) != 40000) return "ports not swapped";
+            return "";
+        });
+    auto r = finish("reflector (floor)", t, std::nullopt);
+    r.is_floor = true;
+    r.proof += "verdict XDP_TX, MACs/addresses/ports swapped on every iteration";
+    rep.cases.push_back(std::move(r));
+    return {};
+}
+
+// Non-VIP pass, established TCP v4/v6, reply reverse-NAT v4: one datapath instance (default conntrack size).
+Status NsBench::cases_cheap(NsBenchReport& rep) {
+    std::uint32_t svc4 = 0, svc6 = 0;
+    auto lbr = make_lb(KXLB_DEFAULT_CT_ENTRIES, &svc4, &svc6);
+    if (!lbr) return lbr.error();
+    LbInstance& lb = **lbr;
+    const int fd = lb.program().prog_fd();
+    const std::uint64_t n = opts_.iterations;
+    const IpAddr backend4 = addr(kBackend4), backend6 = addr(kBackend6), client4 = addr(kClient4);
+
+    // --- non-VIP: TCP to an address with no frontend.
+    if (want("kxlb non-VIP pass")) {
+        FrameSpec s = spec(kClient4, kOther4, 40000, 443, kTcpAck);
+        std::vector<std::uint8_t> f;
+        write_frame(s, f);
+        auto before = lb.reasons();
+        if (!before) return before.error();
+        auto t = timed(
+            fd, [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+            [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
+                if (auto e = expect_verdict(v, XDP_PASS); !e.empty()) return e;
+                if (out.size() != f.size() || std::memcmp(out.data(), f.data(), f.size()) != 0)
+                    return "frame modified";
+                return "";
+            });
+        auto after = lb.reasons();
+        if (!after) return after.error();
+        auto r = finish("kxlb non-VIP pass", t, 15.0);
+        const bool exact = only_reason_moved(*before, *after, KXLB_R_PASS_NOT_VIP, n);
+        r.path_ok = r.path_ok && exact;
+        r.proof += "XDP_PASS + frame untouched every iteration; reasons: " + describe_delta(*before, *after) +
+                   (exact ? " (exact)" : " (EXPECTED pass_not_vip +" + std::to_string(n) + " only)");
+        rep.cases.push_back(std::move(r));
+    }
+
+    // --- established TCP (ACK of a flow opened by a SYN), v4 and v6.
+    for (int fam = 0; fam < 2; ++fam) {
+        const bool v6 = fam == 1;
+        if (!want(v6 ? "kxlb established TCP v6" : "kxlb established TCP v4")) continue;
+        const std::uint32_t svc = v6 ? svc6 : svc4;
+        FrameSpec syn = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40000, kVipPort, kTcpSyn);
+        if (auto st = open_flow(lb, syn); !st) return st;
+        FrameSpec ack = syn;
+        ack.tcp_flags = kTcpAck;
+        std::vector<std::uint8_t> f;
+        write_frame(ack, f);
+        const FrameLayout l = layout_of(ack);
+        const IpAddr& be = v6 ? backend6 : backend4;
+        auto before = lb.reasons();
+        auto svc_before = lb.service(svc);
+        auto ct_before = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
+        if (!before || !svc_before || !ct_before) return Error::invalid("reading counters failed");
+        auto t = timed(
+            fd, [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+            [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
+                if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+                if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4)) return "not sent to the backend";
+                return "";
+            });
+        auto after = lb.reasons();
+        auto svc_after = lb.service(svc);
+        auto ct_after = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
+        if (!after || !svc_after || !ct_after) return Error::invalid("reading counters failed");
+        auto r = finish(v6 ? "kxlb established TCP v6" : "kxlb established TCP v4", t, 50.0);
+        const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_TX, n);
+        const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
+        const std::uint64_t pk = svc_after->packets - svc_before->packets;
+        r.path_ok = r.path_ok && exact && nf == 0 && pk == n && *ct_after == *ct_before;
+        r.proof += "XDP_TX to the backend every iteration; reasons: " + describe_delta(*before, *after) +
+                   "; service new_flows +" + std::to_string(nf) + ", packets +" + std::to_string(pk) +
+                   "; conntrack entries " + std::to_string(*ct_before) + " -> " + std::to_string(*ct_after);
+        rep.cases.push_back(std::move(r));
+    }
+
+    // --- reply of a v4 flow: backend -> node SNAT address:port, reverse-translated back to the client.
+    if (want("kxlb reply reverse-NAT v4")) {
+        FrameSpec syn = spec(kClient4, kVip4, 40001, kVipPort, kTcpSyn);
+        if (auto st = open_flow(lb, syn); !st) return st;
+        auto conn = Conntrack::bind(lb.fds());
+        if (!conn) return conn.error();
+        auto nat = conn->nat_entries();
+        if (!nat) return nat.error();
+        const kxlb_flow_key* key = nullptr;
+        for (const auto& [k, v] : *nat)
+            if (v.client_port == htons(40001) && std::memcmp(v.client_addr, client4.bytes.data(), 4) == 0) key = &k;
+        if (!key) return Error::invalid("reply case: no reverse-NAT entry for the opened flow");
+        FrameSpec rep_spec;
+        rep_spec.dst_mac = mac(kNodeMac);
+        rep_spec.src_mac = mac(kBackendMac);
+        rep_spec.saddr = IpAddr::from_words(AF_INET, key->saddr);
+        rep_spec.daddr = IpAddr::from_words(AF_INET, key->daddr);
+        rep_spec.proto = IPPROTO_TCP;
+        rep_spec.sport = ntohs(key->sport);
+        rep_spec.dport = ntohs(key->dport);
+        rep_spec.tcp_flags = kTcpAck;
+        std::vector<std::uint8_t> f;
+        write_frame(rep_spec, f);
+        const FrameLayout l = layout_of(rep_spec);
+        auto before = lb.reasons();
+        auto svc_before = lb.service(svc4);
+        if (!before || !svc_before) return Error::invalid("reading counters failed");
+        auto t = timed(
+            fd, [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+            [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
+                if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+                if (!bytes_eq(out, l.daddr_off, client4.bytes.data(), 4) || be16_at(out, l.dport_off) != 40001 ||
+                    be16_at(out, l.sport_off) != kVipPort)
+                    return "not reverse-translated to client:40001 from VIP:80";
+                return "";
+            });
+        auto after = lb.reasons();
+        auto svc_after = lb.service(svc4);
+        if (!after || !svc_after) return Error::invalid("reading counters failed");
+        auto r = finish("kxlb reply reverse-NAT v4", t, 50.0);
+        const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_TX, n);
+        const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
+        const std::uint64_t pk = svc_after->packets - svc_before->packets;
+        r.path_ok = r.path_ok && exact && nf == 0 && pk == n;
+        r.proof += "XDP_TX to client:40001 from VIP:80 every iteration; reasons: " + describe_delta(*before, *after) +
+                   "; service new_flows +" + std::to_string(nf) + ", packets +" + std::to_string(pk);
+        rep.cases.push_back(std::move(r));
+    }
+    return {};
+}
+
+// New flows: a fresh instance (empty conntrack) sized to at least twice the flows, so no LRU eviction.
+Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
+    if (!want(v6 ? "kxlb new flow v6 (TCP SYN)" : "kxlb new flow v4 (TCP SYN)")) return {};
+    const std::uint64_t n = opts_.iterations;
+    const std::uint32_t ct_size = std::max<std::uint32_t>(next_pow2(2 * n), 65536);
+    std::uint32_t svc4 = 0, svc6 = 0;
+    auto lbr = make_lb(ct_size, &svc4, &svc6);
+    if (!lbr) return lbr.error();
+    LbInstance& lb = **lbr;
+    const std::uint32_t svc = v6 ? svc6 : svc4;
+    FrameSpec s = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 0, kVipPort, kTcpSyn);
+    const FrameLayout l = layout_of(s);
+    const IpAddr be = addr(v6 ? kBackend6 : kBackend4);
+    // Fresh 5-tuple per iteration: 50000 source ports per client address, addresses 10.86.x.y / fd86::x:y.
+    auto make = [&](std::uint64_t i, std::vector<std::uint8_t>& fr) {
+        const std::uint64_t hi = i / 50000;
+        s.sport = static_cast<std::uint16_t>(10000 + i % 50000);
+        if (v6) {
+            s.saddr.bytes = {0xfd, 0x86};
+            s.saddr.bytes[12] = static_cast<std::uint8_t>(hi >> 24);
+            s.saddr.bytes[13] = static_cast<std::uint8_t>(hi >> 16);
+            s.saddr.bytes[14] = static_cast<std::uint8_t>(hi >> 8);
+            s.saddr.bytes[15] = static_cast<std::uint8_t>(hi + 1);
+        } else {
+            s.saddr = IpAddr::v4(10, 86, static_cast<std::uint8_t>(hi >> 8), static_cast<std::uint8_t>(hi + 1));
+        }
+        write_frame(s, fr);
+    };
+    auto before = lb.reasons();
+    auto svc_before = lb.service(svc);
+    if (!before || !svc_before) return Error::invalid("reading counters failed");
+    auto t = timed(
+        lb.program().prog_fd(), make, [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) {
+            if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+            const std::uint16_t bp = be16_at(out, l.dport_off);
+            if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4) || bp < kBackendPortBase ||
+                bp >= kBackendPortBase + kBackends)
+                return std::string("not sent to a backend");
+            return std::string();
+        });
+    auto after = lb.reasons();
+    auto svc_after = lb.service(svc);
+    auto ct = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 2ULL * ct_size);
+    auto nat = count_keys(lb.fds().nat, sizeof(kxlb_flow_key), 2ULL * ct_size);
+    if (!after || !svc_after || !ct || !nat) return Error::invalid("reading counters failed");
+    auto r = finish(v6 ? "kxlb new flow v6 (TCP SYN)" : "kxlb new flow v4 (TCP SYN)", t, 120.0);
+    const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_TX, n);
+    const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
+    r.path_ok = r.path_ok && exact && nf == n && *ct == n && *nat == n;
+    char fill[160];
+    std::snprintf(fill, sizeof(fill), "conntrack %llu / reverse-NAT %llu entries of %u each (%.0f%% full: no LRU eviction)",
+                  static_cast<unsigned long long>(*ct), static_cast<unsigned long long>(*nat), ct_size,
+                  100.0 * static_cast<double>(*ct) / ct_size);
+    r.proof += "XDP_TX to a backend every iteration, fresh 5-tuple each; reasons: " + describe_delta(*before, *after) +
+               "; service new_flows +" + std::to_string(nf) + "; " + fill;
+    rep.cases.push_back(std::move(r));
+    return {};
+}
+
+Result<NsBenchReport> NsBench::run() {
+    NsBenchReport rep;
+    rep.cpu = opts_.cpu >= 0 ? opts_.cpu : online_cpus() - 1;
+    auto prev = pin_thread(rep.cpu);
+    if (!prev) return prev.error();
+    struct Restore {
+        std::vector<int> cpus;
+        ~Restore() { restore_affinity(cpus); }
+    } restore{*prev};
+
+    if (auto st = build_lab(); !st) return st.error();
+    auto pass = XdpPassProgram::load();
+    if (!pass) return pass.error();
+
+    if (auto st = case_pass(rep, *pass, "xdp_pass (baseline, first)"); !st) return st.error();
+    if (auto st = case_reflect(rep); !st) return st.error();
+    if (auto st = cases_cheap(rep); !st) return st.error();
+    if (auto st = case_new_flows(rep, false); !st) return st.error();
+    if (auto st = case_new_flows(rep, true); !st) return st.error();
+    if (auto st = case_pass(rep, *pass, "xdp_pass (baseline, last)"); !st) return st.error();
+
+    double sum = 0;
+    int k = 0;
+    for (const auto& c : rep.cases)
+        if (c.is_baseline) sum += c.mean_ns, ++k;
+    rep.baseline_ns = k ? sum / k : 0;
+    rep.notes = std::to_string(kBackends) + " backends per service (one address, " + std::to_string(kBackends) +
+                " ports), SNAT ports " + std::to_string(kSnatLo) + "-" + std::to_string(kSnatHi) +
+                "; established/reply/non-VIP share one instance with the default conntrack size (" +
+                std::to_string(KXLB_DEFAULT_CT_ENTRIES) + "); each new-flow case has a fresh instance";
+    return rep;
+}
+
+}  // namespace
+
+Result<NsBenchReport> run_ns_bench(const NsBenchOptions& opts) {
+    NsBench b(opts);
+    return b.run();
+}
+
+}  // namespace kxlb::bench
