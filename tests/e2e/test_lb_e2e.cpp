@@ -6,7 +6,7 @@
 //
 // Topology (one Lab per test; every address below exists only inside the lab's namespaces):
 //
-//   client 10.81.0.10 fd81::10 ─┐
+//   client 10.81.0.10 fd81::10 ─┐ (+ 10.81.0.20-27, fd81::20-27 as extra source addresses)
 //   node   10.81.0.1  fd81::1  ─┤ sw (bridge br0)      node: kxlb XDP natively on eth0, SNAT = its own address
 //   beN    10.81.0.1N fd81::1N ─┘ (N = 1..4)           beN: nginx on :8080 ("beN\n"), UDP responder on :5353
 //
@@ -386,7 +386,6 @@ struct Target {
 
 struct LoadStats {
     std::map<std::string, int> by_backend;  // response body (backend name) -> count
-    std::map<std::string, int> by_target;   // ip -> successful requests
     int ok = 0;
     int failed = 0;
     std::string first_error;
@@ -423,7 +422,6 @@ LoadStats http_load(const std::string& ns_path, const std::vector<Target>& targe
             if (err.empty()) {
                 ++local.ok;
                 ++local.by_backend[trim(r->body)];
-                ++local.by_target[t.ip];
             } else {
                 ++local.failed;
                 if (local.first_error.empty()) local.first_error = err;
@@ -433,7 +431,6 @@ LoadStats http_load(const std::string& ns_path, const std::vector<Target>& targe
         stats.ok += local.ok;
         stats.failed += local.failed;
         for (const auto& [k, v] : local.by_backend) stats.by_backend[k] += v;
-        for (const auto& [k, v] : local.by_target) stats.by_target[k] += v;
         if (stats.first_error.empty()) stats.first_error = local.first_error;
     };
     std::vector<std::thread> pool;
@@ -557,46 +554,28 @@ ServiceSpec service(const std::string& vip, std::uint16_t port, std::uint8_t pro
     return s;
 }
 
+// nginx for one backend: every path lives under dir; answers every request with "<name>\n".
 std::string nginx_conf(const std::filesystem::path& dir, const std::string& name) {
-    const std::string d = dir.string();
-    return "worker_processes 1;\n"
-           "user root root;\n"
-           "pid " +
-           d +
-           "/nginx.pid;\n"
-           "error_log stderr warn;\n"
-           "events { worker_connections 4096; }\n"
-           "http {\n"
-           "    access_log off;\n"
-           "    default_type text/plain;\n"
-           "    client_body_temp_path " +
-           d +
-           "/body;\n"
-           "    proxy_temp_path " +
-           d +
-           "/proxy;\n"
-           "    fastcgi_temp_path " +
-           d +
-           "/fastcgi;\n"
-           "    uwsgi_temp_path " +
-           d +
-           "/uwsgi;\n"
-           "    scgi_temp_path " +
-           d +
-           "/scgi;\n"
-           "    keepalive_requests 100000;\n"
-           "    server {\n"
-           "        listen " +
-           std::to_string(kBackendHttpPort) +
-           " backlog=4096;\n"
-           "        listen [::]:" +
-           std::to_string(kBackendHttpPort) +
-           " backlog=4096;\n"
-           "        location / { return 200 \"" +
-           name +
-           "\\n\"; }\n"
-           "    }\n"
-           "}\n";
+    const std::string d = dir.string(), port = std::to_string(kBackendHttpPort);
+    std::string c;
+    c += "worker_processes 1;\n";
+    c += "user root root;\n";
+    c += "pid " + d + "/nginx.pid;\n";
+    c += "error_log stderr warn;\n";
+    c += "events { worker_connections 4096; }\n";
+    c += "http {\n";
+    c += "    access_log off;\n";
+    c += "    default_type text/plain;\n";
+    for (const char* t : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"})
+        c += "    " + std::string(t) + "_temp_path " + d + "/" + t + ";\n";
+    c += "    keepalive_requests 100000;\n";
+    c += "    server {\n";
+    c += "        listen " + port + " backlog=4096;\n";
+    c += "        listen [::]:" + port + " backlog=4096;\n";
+    c += "        location / { return 200 \"" + name + "\\n\"; }\n";
+    c += "    }\n";
+    c += "}\n";
+    return c;
 }
 
 class LbE2E : public ::testing::Test {
@@ -671,7 +650,8 @@ protected:
     }
 
     void TearDown() override {
-        if (HasFailure() && counters_) print_reasons("datapath reasons at failure");
+        if (HasFailure() && counters_)
+            std::printf("[ figures  ] datapath reasons at failure:%s\n", reasons_since_setup().c_str());
         if (udp_) udp_->stop();
         udp_.reset();
         link_.reset();
@@ -785,35 +765,29 @@ protected:
         return now ? (*now)[r].packets - reasons_at_start_[r].packets : 0;
     }
 
-    void print_reasons(const char* what) {
+    // " name=n" for every datapath outcome counted since SetUp.
+    std::string reasons_since_setup() const {
         auto now = counters_->reasons();
-        if (!now) return;
+        if (!now) return " (unreadable: " + now.error().message + ")";
         std::string line;
         for (std::size_t i = 0; i < kReasonCount; ++i) {
             const auto d = (*now)[i].packets - reasons_at_start_[i].packets;
             if (d != 0) line += " " + std::string(kReasonNames[i]) + "=" + std::to_string(d);
         }
-        std::printf("[ figures  ] %s:%s\n", what, line.c_str());
+        return line;
     }
 
-    // Prints the datapath's outcome counters since SetUp and checks none reports a failure (a packet the
-    // datapath should have handled but passed to the kernel or dropped).
-    void expect_clean_datapath(const std::set<kxlb_reason>& allowed = {}) {
-        auto now = counters_->reasons();
-        ASSERT_TRUE(now) << now.error().message;
-        std::string line;
-        for (std::size_t i = 0; i < kReasonCount; ++i) {
-            const auto r = static_cast<kxlb_reason>(i);
-            const auto d = (*now)[i].packets - reasons_at_start_[i].packets;
-            if (d != 0) line += " " + std::string(reason_name(r)) + "=" + std::to_string(d);
-            const bool failure = r == KXLB_R_PASS_MALFORMED || r == KXLB_R_PASS_NO_NEIGH ||
-                                 r == KXLB_R_PASS_FIB_FAILED || r == KXLB_R_PASS_NO_TX_PORT ||
-                                 r == KXLB_R_PASS_NO_SNAT_ADDR || r >= KXLB_R_DROP_TCP_NO_FLOW;
-            if (failure && !allowed.contains(r)) {
-                EXPECT_EQ(d, 0u) << "datapath outcome " << reason_name(r);
-            }
-        }
-        std::printf("[ figures  ] datapath reasons:%s\n", line.c_str());
+    // Prints the datapath's outcome counters since SetUp and checks none reports a failure: a packet the
+    // datapath should have handled but passed to the kernel (malformed, no neighbour, FIB, TX port, SNAT
+    // address) or dropped.
+    void expect_clean_datapath() {
+        std::printf("[ figures  ] datapath reasons:%s\n", reasons_since_setup().c_str());
+        for (auto r : {KXLB_R_PASS_MALFORMED, KXLB_R_PASS_NO_NEIGH, KXLB_R_PASS_FIB_FAILED, KXLB_R_PASS_NO_TX_PORT,
+                       KXLB_R_PASS_NO_SNAT_ADDR})
+            EXPECT_EQ(reason_delta(r), 0u) << "datapath outcome " << reason_name(r);
+        for (std::size_t i = KXLB_R_DROP_TCP_NO_FLOW; i < kReasonCount; ++i)
+            EXPECT_EQ(reason_delta(static_cast<kxlb_reason>(i)), 0u)
+                << "datapath outcome " << reason_name(static_cast<kxlb_reason>(i));
     }
 
     std::map<std::string, long long> client_netstat() {
@@ -835,6 +809,7 @@ protected:
         long long syn_retrans = 0;
         long long timeouts = 0;
         long long paws_rejected = 0;  // backends' TcpExt.PAWSEstab + PAWSTimewait
+        long long client_ofo = 0;     // client TcpExt.TCPOFOQueue: segments that arrived out of order
         std::size_t reserved = 0;     // closed TCP flows still holding their SNAT port
     };
     void run_storm(const char* label, StormResult& out);
@@ -1020,8 +995,12 @@ TEST_F(LbE2E, ThreeThousandConnectionsSpreadEvenly) {
 // from kClientSources addresses per family, whose TCP timestamp offsets differ (they are derived from the
 // address pair). A SYN reusing a SNAT port that a backend holds in TIME_WAIT from another client address is
 // PAWS-rejected about half the time (the backend answers with an ACK; the client resets and retransmits its
-// SYN one second later), as with kernel DNAT+MASQUERADE. The datapath keeps each closed flow's SNAT port
+// SYN: TCPSynRetrans), as with kernel DNAT+MASQUERADE. The datapath keeps each closed flow's SNAT port
 // reserved for tcp_timewait_s, so no SYN is lost. The control test turns the reservation off.
+// Backend PAWS rejects are printed but not asserted: in this lab a flow's packets are sometimes reordered on
+// the way through the node (veth runs the XDP NAPI on whichever CPU scheduled it; pinned to one CPU the
+// lab shows none), and a reordered segment arriving after its connection entered TIME_WAIT counts as a
+// PAWSTimewait reject without harm. Client out-of-order segments are printed as a measure of that.
 void LbE2E::run_storm(const char* label, StormResult& out) {
     constexpr int kConns = 2400;
     constexpr int kThreads = 16;
@@ -1035,18 +1014,12 @@ void LbE2E::run_storm(const char* label, StormResult& out) {
             if (r && r->exit_code == 0) {
                 auto m = parse_netstat(r->out);
                 for (const char* k : {"TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"}) n += m.contains(k) ? m.at(k) : 0;
- if (getenv("KXLB_DBG")) for (auto& [k, v] : m) if (k.find("PAWS") != std::string::npos || k.find("TW") != std::string::npos || k.find("Reset")!=std::string::npos|| k.find("Abort")!=std::string::npos) std::printf("DBG %s %s=%lld\n", backend_name(i).c_str(), k.c_str(), v);
             }
         }
         return n;
     };
     const auto before = client_netstat();
     const long long paws_before = paws();
-    if (getenv("KXLB_DBG_DIRECT")) {
-        out.stats = http_load(lab_->ns_path("client"), {{backend4(1), 8080, client_sources(AF_INET)}, {backend6(2), 8080, client_sources(AF_INET6)}, {backend4(3), 8080, client_sources(AF_INET)}}, kConns, kThreads, 60s);
-        auto q = lab_->run("node", {"sh", "-c", "ls /sys/class/net/eth0/queues; ethtool -l eth0"});
-        if (q) std::printf("DBG2 queues %s\n", q->out.c_str());
-    } else
     out.stats = http_load(lab_->ns_path("client"),
                           {{kVip4, kHttpPort, client_sources(AF_INET)}, {kVip6, kHttpPort, client_sources(AF_INET6)}},
                           kConns, kThreads, 60s);
@@ -1056,30 +1029,10 @@ void LbE2E::run_storm(const char* label, StormResult& out) {
         auto a = after.find(k), b = before.find(k);
         return (a == after.end() ? 0 : a->second) - (b == before.end() ? 0 : b->second);
     };
-    if (getenv("KXLB_DBG")) {
-        for (std::string ns : {"client", "be1", "be2", "be3"}) {
-            auto r = lab_->run(ns, {"sh", "-c", "cat /proc/net/netstat /proc/net/snmp /proc/net/snmp6 | grep -v '^Ip6\\|^Icmp6\\|^Udp' "});
-            std::string line;
-            if (r) {
-                for (auto& [k, v] : parse_netstat(r->out)) if (v != 0 && (k.rfind("Tcp", 0) == 0)) line += " " + k + "=" + std::to_string(v);
-            }
-            std::printf("DBG2 %s:%s\n", ns.c_str(), line.c_str());
-        }
-        std::uint64_t nf = 0;
-        for (const char* vip : {kVip4, kVip6}) nf += svc_counter(svc_id(vip, kHttpPort, IPPROTO_TCP)).new_flows;
-        auto nat = conntrack_->nat_entries();
-        auto flows = conntrack_->flows();
-        std::printf("DBG2 new_flows=%llu nat=%zu ct=%zu\n", (unsigned long long)nf, nat ? nat->size() : 0, flows ? flows->size() : 0);
-        for (int k = 0; k < 3; ++k) {
-            std::string tw;
-            for (int i = 1; i <= 3; ++i) tw += " " + std::to_string(time_wait_sockets(backend_name(i)));
-            std::printf("DBG2 tw%s\n", tw.c_str());
-            std::this_thread::sleep_for(300ms);
-        }
-    }
     out.conns = kConns;
     out.syn_retrans = delta("TcpExt.TCPSynRetrans");
     out.timeouts = delta("TcpExt.TCPTimeouts");
+    out.client_ofo = delta("TcpExt.TCPOFOQueue");
     out.paws_rejected = paws() - paws_before;
     std::string tw;
     for (int i = 1; i <= kInitialBackends; ++i)
@@ -1089,10 +1042,11 @@ void LbE2E::run_storm(const char* label, StormResult& out) {
             out.reserved += (k.proto == IPPROTO_TCP && (v.flags & KXLB_CT_F_CLOSED)) ? 1 : 0;
     std::printf(
         "[ figures  ] %s: %d connections (%d threads, v4+v6, %d client addresses per family) in %.2f s = "
-        "%.0f conn/s; failed %d; client TCPSynRetrans +%lld, TCPTimeouts +%lld; backend PAWS rejects +%lld, "
+        "%.0f conn/s; failed %d; client TCPSynRetrans +%lld, TCPTimeouts +%lld, TCPOFOQueue +%lld; backend PAWS "
+        "rejects +%lld, "
         "TIME_WAIT:%s; closed flows holding SNAT ports %zu; spread %s\n",
         label, kConns, kThreads, kClientSources, out.stats.seconds, out.stats.per_second(), out.stats.failed,
-        out.syn_retrans, out.timeouts, out.paws_rejected, tw.c_str(), out.reserved,
+        out.syn_retrans, out.timeouts, out.client_ofo, out.paws_rejected, tw.c_str(), out.reserved,
         format_counts(out.stats.by_backend).c_str());
 }
 
@@ -1102,7 +1056,6 @@ TEST_F(LbE2E, ShortConnectionStormHasNoSynRetransmits) {
     EXPECT_EQ(r.stats.failed, 0) << "first error: " << r.stats.first_error;
     EXPECT_EQ(r.stats.ok, r.conns);
     EXPECT_EQ(r.syn_retrans, 0) << "SYNs were lost (SNAT port reused while a backend held TIME_WAIT?)";
-    EXPECT_EQ(r.paws_rejected, 0);
     EXPECT_GE(r.reserved, static_cast<std::size_t>(r.conns) * 9 / 10) << "closed flows should keep their SNAT ports";
     expect_clean_datapath();
 }

@@ -6,6 +6,9 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
+
 namespace kxlb::bench {
 
 Result<std::unique_ptr<LbInstance>> LbInstance::create(const LbConfig& cfg, std::uint32_t ct_entries) {
@@ -85,6 +88,22 @@ Status must_run(lab::Lab& lab, std::string_view ns, const std::vector<std::strin
     if (!r) return r.error();
     return {};
 }
+
+namespace {
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free);  // safe to set from a signal handler
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+}  // namespace
+
+void install_stop_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stop_requested() { return g_stop.load(); }
 
 int online_cpus() {
     long n = ::sysconf(_SC_NPROCESSORS_ONLN);

@@ -61,6 +61,11 @@ Result<std::uint64_t> count_keys(int map_fd, std::uint32_t key_size, std::uint64
 Status must_run(lab::Lab& lab, std::string_view ns, const std::vector<std::string>& argv);
 Result<std::string> must_run_output(lab::Lab& lab, std::string_view ns, const std::vector<std::string>& argv);
 
+// SIGINT/SIGTERM set a flag that every measurement loop checks, so an interrupted run unwinds normally and the
+// lab (namespaces, XDP links, iptables rules inside them) is torn down by its destructors.
+void install_stop_handlers();
+bool stop_requested();
+
 // Pins the calling thread to one CPU; returns its previous affinity mask (restore with restore_affinity).
 Result<std::vector<int>> pin_thread(int cpu);
 void restore_affinity(const std::vector<int>& cpus);

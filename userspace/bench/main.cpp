@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench/bench_util.hpp"
 #include "bench/ns_bench.hpp"
 #include "bench/pps_bench.hpp"
 #include "lib/libbpf_log.hpp"
@@ -108,27 +109,25 @@ void print_ns(const NsBenchReport& rep) {
     const NsCaseResult* floor = nullptr;
     for (const auto& c : rep.cases)
         if (c.is_floor) floor = &c;
-    const double floor_net = floor ? floor->mean_ns - rep.baseline_ns : 0;
+    const double floor_net = floor ? floor->mean_ns - floor->base_ns : 0;
     const std::uint64_t iters = rep.cases.empty() ? 0 : rep.cases.front().iterations;
-    std::printf("\nA. ns/packet: BPF_PROG_TEST_RUN, repeat=1, %llu runs per case (mean of kernel-reported durations),"
-                " pinned to CPU %d\n",
+    std::printf("\nA. ns/packet: BPF_PROG_TEST_RUN with repeat=1, %llu runs per case, pinned to CPU %d\n",
                 static_cast<unsigned long long>(iters), rep.cpu);
-    std::printf("   net = raw - %.1f ns (xdp_pass baseline: mean of its first and last run); x floor = net / reflector "
-                "net\n",
+    std::printf("   raw = mean kernel-reported duration; base = mean of as many xdp_pass runs interleaved with the case\n"
+                "   (%.1f ns on average: timer and test-run overhead); net = raw - base; x floor = net / reflector net\n",
                 rep.baseline_ns);
-    std::printf("%-30s %8s %6s %8s %8s %12s %5s\n", "case", "raw ns", "p50", "net ns", "x floor", "target net",
-                "path");
-    std::printf("%s\n", std::string(83, '-').c_str());
+    std::printf("%-28s %7s %6s %6s %7s %7s %7s %11s %5s\n", "case", "raw ns", "p50", "p99", "base", "net ns",
+                "x floor", "target net", "path");
+    std::printf("%s\n", std::string(92, '-').c_str());
     for (const auto& c : rep.cases) {
-        const double net = c.mean_ns - rep.baseline_ns;
+        const double net = c.mean_ns - c.base_ns;
         char ratio[16] = "-";
-        if (!c.is_baseline && floor_net > 0.05) std::snprintf(ratio, sizeof(ratio), "%.2f", net / floor_net);
+        if (floor_net > 0.05) std::snprintf(ratio, sizeof(ratio), "%.2f", net / floor_net);
         char target[24] = "-";
         if (c.target_net_ns)
-            std::snprintf(target, sizeof(target), "<=%.0f %s", *c.target_net_ns,
-                          net <= *c.target_net_ns ? "ok" : "MISS");
-        std::printf("%-30s %8.1f %6.0f %8.1f %8s %12s %5s\n", c.name.c_str(), c.mean_ns, c.p50_ns, net, ratio, target,
-                    c.path_ok ? "ok" : "FAIL");
+            std::snprintf(target, sizeof(target), "<=%.0f %s", *c.target_net_ns, net <= *c.target_net_ns ? "ok" : "MISS");
+        std::printf("%-28s %7.1f %6.0f %6.0f %7.1f %7.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.p50_ns, c.p99_ns,
+                    c.base_ns, net, ratio, target, c.path_ok ? "ok" : "FAIL");
     }
     std::printf("\n   path proof per case (verdict/output checked on every iteration, counter deltas after):\n");
     for (const auto& c : rep.cases) std::printf("   - %s: %s\n", c.name.c_str(), c.proof.c_str());
@@ -200,6 +199,7 @@ int run(int argc, char** argv) {
         return 2;
     }
     kxlb::route_libbpf_log_to_spdlog();
+    install_stop_handlers();
     int rc = 0;
     if (a.run_ns) {
         std::fprintf(stderr, "kxlb-bench: part A (ns/packet), %llu runs per case...\n",
@@ -213,7 +213,7 @@ int run(int argc, char** argv) {
         }
         std::fflush(stdout);
     }
-    if (a.run_pps) {
+    if (a.run_pps && !stop_requested()) {
         std::fprintf(stderr, "kxlb-bench: part B (packets/s), %.1f s per run...\n", a.pps.seconds);
         auto rep = run_pps_bench(a.pps);
         if (!rep) {

@@ -42,14 +42,36 @@ constexpr std::uint16_t kBackendPortBase = 20000;
 constexpr int kBackends = 256;
 constexpr std::uint16_t kSnatLo = 1024, kSnatHi = 65535;
 
-struct Timing {
-    double mean = 0;
-    double p50 = 0;
-    double p90 = 0, p99 = 0, p999 = 0, max = 0;
-    double trimmed = 0;  // mean of the fastest 99%
+// Kernel-reported durations of one program over a sequence of inputs, and the path checks' outcome.
+struct Samples {
+    std::vector<std::uint32_t> durations;
     std::uint64_t bad = 0;  // iterations whose verdict/output check failed
     std::string first_bad;
 };
+
+struct Stats {
+    double mean = 0, p50 = 0, p99 = 0;
+};
+
+// A case's durations and those of the xdp_pass baseline run in blocks interleaved with it.
+struct Timing {
+    Stats run;
+    Stats base;
+    std::uint64_t bad = 0;
+    std::string first_bad;
+};
+
+Stats stats_of(std::vector<std::uint32_t>& d) {
+    Stats st;
+    if (d.empty()) return st;
+    double sum = 0;
+    for (auto v : d) sum += v;
+    st.mean = sum / static_cast<double>(d.size());
+    std::sort(d.begin(), d.end());
+    st.p50 = d[(d.size() - 1) / 2];
+    st.p99 = d[(d.size() - 1) * 99 / 100];
+    return st;
+}
 
 IpAddr addr(const char* s) { return IpAddr::parse(s).value(); }
 MacAddr mac(const char* s) { return parse_mac(s).value(); }
@@ -63,17 +85,15 @@ std::uint16_t be16_at(std::span<const std::uint8_t> out, std::size_t off) {
     return static_cast<std::uint16_t>(out[off] << 8 | out[off + 1]);
 }
 
-// Runs the program once per iteration (repeat=1, so the input is the intended frame every time). make(i, frame)
-// may rewrite the frame; check(i, verdict, output) returns "" or what was wrong. Must run inside the namespace of
-// ingress_ifindex.
+// Runs iterations [i0, i1) of one program, one BPF_PROG_TEST_RUN call each (repeat=1, so every run sees the
+// intended input). make(i, frame) may rewrite the frame; check(i, verdict, output) returns "" or what was wrong.
+// Must run inside the namespace of ingress_ifindex.
 template <typename Make, typename Check>
-Result<Timing> time_runs(int prog_fd, std::uint32_t ingress_ifindex, std::uint64_t n, Make&& make, Check&& check) {
-    std::vector<std::uint8_t> frame;
+Status run_block(int prog_fd, std::uint32_t ingress_ifindex, std::uint64_t i0, std::uint64_t i1,
+                 std::vector<std::uint8_t>& frame, Make&& make, Check&& check, Samples& s) {
     std::vector<std::uint8_t> out(2048);
-    std::vector<std::uint32_t> durations;
-    durations.reserve(n);
-    Timing t;
-    for (std::uint64_t i = 0; i < n; ++i) {
+    if (stop_requested()) return Error{EINTR, "interrupted"};
+    for (std::uint64_t i = i0; i < i1; ++i) {
         make(i, frame);
         xdp_md ctx{};
         ctx.data_end = static_cast<__u32>(frame.size());
@@ -87,28 +107,11 @@ Result<Timing> time_runs(int prog_fd, std::uint32_t ingress_ifindex, std::uint64
         o.ctx_size_in = sizeof(ctx);
         o.repeat = 1;
         if (bpf_prog_test_run_opts(prog_fd, &o) != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN");
-        durations.push_back(o.duration);
+        s.durations.push_back(o.duration);
         std::string why = check(i, o.retval, std::span<const std::uint8_t>(out.data(), o.data_size_out));
-        if (!why.empty() && t.bad++ == 0) t.first_bad = "iteration " + std::to_string(i) + ": " + why;
+        if (!why.empty() && s.bad++ == 0) s.first_bad = "iteration " + std::to_string(i) + ": " + why;
     }
-    if (n == 0) return t;
-    double sum = 0;
-    for (auto d : durations) sum += d;
-    t.mean = sum / static_cast<double>(n);
-    std::sort(durations.begin(), durations.end());
-    auto pct = [&](double q) { return static_cast<double>(durations[static_cast<std::size_t>(q * (n - 1))]); };
-    t.p50 = pct(0.5);
-    t.p90 = pct(0.9);
-    t.p99 = pct(0.99);
-    t.p999 = pct(0.999);
-    t.max = durations.back();
-    const std::size_t keep = std::max<std::size_t>(1, n * 99 / 100);
-    double tsum = 0;
-    for (std::size_t i = 0; i < keep; ++i) tsum += durations[i];
-    t.trimmed = tsum / static_cast<double>(keep);
-    std::fprintf(stderr, "    mean %.1f trimmed99 %.1f p50 %.0f p90 %.0f p99 %.0f p99.9 %.0f max %.0f\n", t.mean, t.trimmed,
-                 t.p50, t.p90, t.p99, t.p999, t.max);
-    return t;
+    return {};
 }
 
 std::string verdict_name(std::uint32_t v) {
@@ -141,10 +144,38 @@ public:
 private:
     Status build_lab();
     Result<std::unique_ptr<LbInstance>> make_lb(std::uint32_t ct_entries, std::uint32_t* svc4, std::uint32_t* svc6);
+    // Runs the case and the xdp_pass baseline in kBlocks interleaved blocks (alternating which goes first), so the
+    // baseline sees the same machine state; the verdict of every baseline run is checked too.
     Result<Timing> timed(int prog_fd, const auto& make, const auto& check) {
+        constexpr std::uint64_t kBlocks = 20;
         const std::uint32_t ifindex = static_cast<std::uint32_t>(eth0_);
         const std::uint64_t n = opts_.iterations;
-        return lab_->in_ns("node", [&] { return time_runs(prog_fd, ifindex, n, make, check); });
+        Samples run, base;
+        run.durations.reserve(n);
+        base.durations.reserve(n);
+        std::vector<std::uint8_t> frame, base_frame = pass_frame_;
+        auto keep = [](std::uint64_t, std::vector<std::uint8_t>&) {};
+        auto base_check = [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) {
+            return v == XDP_PASS ? std::string() : "baseline verdict " + std::to_string(v);
+        };
+        auto st = lab_->in_ns("node", [&]() -> Status {
+            for (std::uint64_t b = 0; b < kBlocks; ++b) {
+                const std::uint64_t i0 = b * n / kBlocks, i1 = (b + 1) * n / kBlocks;
+                for (std::uint64_t k = 0; k < 2; ++k) {
+                    Status s = k == b % 2 ? run_block(prog_fd, ifindex, i0, i1, frame, make, check, run)
+                                          : run_block(pass_fd_, ifindex, i0, i1, base_frame, keep, base_check, base);
+                    if (!s) return s;
+                }
+            }
+            return {};
+        });
+        if (!st) return st.error();
+        Timing t;
+        t.run = stats_of(run.durations);
+        t.base = stats_of(base.durations);
+        t.bad = run.bad + base.bad;
+        t.first_bad = run.bad ? run.first_bad : base.first_bad;
+        return t;
     }
     // One SYN through the datapath (creates a flow); its verdict must be XDP_TX.
     Status open_flow(LbInstance& lb, const FrameSpec& syn);
@@ -167,7 +198,6 @@ private:
     bool want(std::string_view name) const {
         return opts_.filter.empty() || name.find(opts_.filter) != std::string_view::npos;
     }
-    Status case_pass(NsBenchReport& rep, XdpPassProgram& pass, const char* label);
     Status case_reflect(NsBenchReport& rep);
     Status cases_cheap(NsBenchReport& rep);
     Status case_new_flows(NsBenchReport& rep, bool v6);
@@ -175,6 +205,8 @@ private:
     NsBenchOptions opts_;
     std::unique_ptr<lab::Lab> lab_;
     int eth0_ = 0;
+    int pass_fd_ = -1;                      // xdp_pass: the baseline
+    std::vector<std::uint8_t> pass_frame_;  // what the baseline runs on
 };
 
 Status NsBench::build_lab() {
@@ -228,13 +260,15 @@ Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, s
 Status NsBench::open_flow(LbInstance& lb, const FrameSpec& syn) {
     std::vector<std::uint8_t> f;
     write_frame(syn, f);
-    auto t = lab_->in_ns("node", [&] {
-        return time_runs(
-            lb.program().prog_fd(), static_cast<std::uint32_t>(eth0_), 1, [&](std::uint64_t, auto& fr) { fr = f; },
-            [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_TX); });
+    Samples s;
+    auto st = lab_->in_ns("node", [&] {
+        return run_block(
+            lb.program().prog_fd(), static_cast<std::uint32_t>(eth0_), 0, 1, f, [](std::uint64_t, auto&) {},
+            [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_TX); },
+            s);
     });
-    if (!t) return t.error();
-    if (t->bad) return Error::invalid("opening a flow: " + t->first_bad);
+    if (!st) return st;
+    if (s.bad) return Error::invalid("opening a flow: " + s.first_bad);
     return {};
 }
 
@@ -247,25 +281,13 @@ NsCaseResult NsBench::finish(std::string name, const Result<Timing>& t, std::opt
         r.proof = "run failed: " + t.error().message;
         return r;
     }
-    r.mean_ns = t->mean;
-    r.p50_ns = t->p50;
+    r.mean_ns = t->run.mean;
+    r.p50_ns = t->run.p50;
+    r.p99_ns = t->run.p99;
+    r.base_ns = t->base.mean;
     r.path_ok = t->bad == 0;
     if (t->bad) r.proof = std::to_string(t->bad) + " iterations off path, first: " + t->first_bad + "; ";
     return r;
-}
-
-Status NsBench::case_pass(NsBenchReport& rep, XdpPassProgram& pass, const char* label) {
-    FrameSpec s = spec(kClient4, kVip4, 40000, kVipPort, kTcpAck);
-    std::vector<std::uint8_t> f;
-    write_frame(s, f);
-    auto t = timed(
-        pass.prog_fd(), [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
-        [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_PASS); });
-    auto r = finish(label, t, std::nullopt);
-    r.is_baseline = true;
-    r.proof += "verdict XDP_PASS on every iteration";
-    rep.cases.push_back(std::move(r));
-    return {};
 }
 
 Status NsBench::case_reflect(NsBenchReport& rep) {
@@ -492,18 +514,16 @@ Result<NsBenchReport> NsBench::run() {
     auto pass = XdpPassProgram::load();
     if (!pass) return pass.error();
 
-    if (auto st = case_pass(rep, *pass, "xdp_pass (baseline, first)"); !st) return st.error();
+    pass_fd_ = pass->prog_fd();
+    write_frame(spec(kClient4, kVip4, 40000, kVipPort, kTcpAck), pass_frame_);
     if (auto st = case_reflect(rep); !st) return st.error();
     if (auto st = cases_cheap(rep); !st) return st.error();
     if (auto st = case_new_flows(rep, false); !st) return st.error();
     if (auto st = case_new_flows(rep, true); !st) return st.error();
-    if (auto st = case_pass(rep, *pass, "xdp_pass (baseline, last)"); !st) return st.error();
 
     double sum = 0;
-    int k = 0;
-    for (const auto& c : rep.cases)
-        if (c.is_baseline) sum += c.mean_ns, ++k;
-    rep.baseline_ns = k ? sum / k : 0;
+    for (const auto& c : rep.cases) sum += c.base_ns;
+    rep.baseline_ns = rep.cases.empty() ? 0 : sum / static_cast<double>(rep.cases.size());
     rep.notes = std::to_string(kBackends) + " backends per service (one address, " + std::to_string(kBackends) +
                 " ports), SNAT ports " + std::to_string(kSnatLo) + "-" + std::to_string(kSnatHi) +
                 "; established/reply/non-VIP share one instance with the default conntrack size (" +

@@ -16,17 +16,18 @@ struct NsCaseResult {
     std::string name;
     std::uint64_t iterations = 0;
     double mean_ns = 0;  // mean of the kernel-reported durations (one program run each)
-    double p50_ns = 0;   // median, for judging noise
+    double p50_ns = 0;   // median and 99th percentile, for judging noise
+    double p99_ns = 0;
+    double base_ns = 0;  // mean of the xdp_pass runs interleaved with this case: what "net" subtracts
     std::optional<double> target_net_ns;
-    bool is_baseline = false;
     bool is_floor = false;
     bool path_ok = false;  // every verdict/output check passed and the counter deltas are exact
     std::string proof;     // what was checked, or what went wrong
 };
 
 struct NsBenchReport {
-    std::vector<NsCaseResult> cases;  // baseline first and last (two xdp_pass runs)
-    double baseline_ns = 0;           // mean of the two xdp_pass runs: what "net" subtracts
+    std::vector<NsCaseResult> cases;
+    double baseline_ns = 0;  // mean of the cases' base_ns, for the header
     int cpu = 0;
     std::string notes;
 };

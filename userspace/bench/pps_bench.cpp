@@ -241,7 +241,7 @@ Result<GenRun> PpsBench::generate(int threads, double seconds) {
             const double cpu0 = thread_cpu_seconds();
             me.start = Clock::now();
             const auto deadline = me.start + budget;
-            for (std::uint64_t call = 0; call < max_calls && Clock::now() < deadline; ++call) {
+            for (std::uint64_t call = 0; call < max_calls && Clock::now() < deadline && !stop_requested(); ++call) {
                 if (bpf_prog_test_run_opts(fd, &o) != 0) {
                     me.error = Error::from_errno(errno, "live-frames BPF_PROG_TEST_RUN").message;
                     break;
@@ -256,6 +256,7 @@ Result<GenRun> PpsBench::generate(int threads, double seconds) {
     while (ready.load() < threads && Clock::now() < wait_end) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     go.store(true);
     for (auto& th : pool) th.join();
+    if (stop_requested()) return Error{EINTR, "interrupted"};
     GenRun r;
     Clock::time_point first = Clock::time_point::max(), last = Clock::time_point::min();
     for (const auto& p : out) {
@@ -405,6 +406,10 @@ Result<PpsBenchReport> PpsBench::run() {
         return "?";
     };
     std::string dnat_before;
+    auto ipt_version = l.run("node", {"iptables", "--version"});
+    const bool have_iptables = ipt_version && ipt_version->exit_code == 0;
+    if (!have_iptables) rep.notes += "iptables is not installed: its setup was skipped (apt-get install iptables)\n";
+    if (have_iptables)
     setups.push_back(Setup{"iptables", &*sink_at_sink_,
                            [&]() -> Status {
                                for (const auto& r : rules)
