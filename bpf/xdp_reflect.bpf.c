@@ -26,7 +26,8 @@ int kxlb_xdp_reflect(struct xdp_md *ctx)
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
-	l4_off = pkt.l4_off & 0xff; /* <= 14 + 60 without VLAN tags; the mask bounds it for the verifier */
+	/* <= 14 + 60 without VLAN tags; the mask bounds it for the verifier */
+	l4_off = pkt.l4_off & 0xff;
 	ports = data + l4_off;
 	if ((void *)(ports + 2) > end)
 		return XDP_PASS;

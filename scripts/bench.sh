@@ -40,6 +40,8 @@ while (($#)); do
 done
 
 ((EUID == 0)) || die "must run as root (BPF programs, network namespaces): sudo $0"
+# Until the benchmark runs (it has its own handling), an interrupt just ends the script.
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 
 missing=()
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]]; }
@@ -90,7 +92,8 @@ remove_leftovers() {
 }
 
 run_bench() {
-    echo "kxlb benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "kxlb benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ)," \
+        "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "kernel $(uname -r), $(nproc) CPU(s): $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
         "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo ?)," \
         "BPF JIT $(cat /proc/sys/net/core/bpf_jit_enable 2>/dev/null || echo ?)"
@@ -119,7 +122,7 @@ run_bench() {
     while kill -0 "$pid" 2>/dev/null; do # wait returns early when a trapped signal arrives
         wait "$pid" || rc=$?
     done
-    trap - INT TERM
+    trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
     kill "$watchdog" 2>/dev/null || true
     wait "$watchdog" 2>/dev/null || true
     remove_leftovers "$pid"

@@ -27,7 +27,7 @@ PACKAGES=(
     # lint
     clang-format clang-tidy
     # real peers for e2e tests (binaries only; their system services are kept off)
-    nginx-light haproxy prometheus
+    nginx-light libnginx-mod-stream haproxy prometheus
 )
 # Packages that ship a system service, and the service names to keep stopped and disabled.
 DAEMON_PACKAGES=(nginx-light haproxy prometheus)

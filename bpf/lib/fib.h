@@ -45,6 +45,17 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, __u8 family, const __
 	return 0;
 }
 
+/* A cached next hop can still be used: it leaves through the ingress NIC (XDP_TX) or through a NIC
+ * that is still in kxlb_tx_ports (the agent may have removed it, or the flow now arrives elsewhere). */
+static __always_inline int nexthop_usable(struct xdp_md *ctx, const struct kxlb_nexthop *nh)
+{
+	__u32 ifindex = nh->ifindex;
+
+	if (ifindex == 0)
+		return 0;
+	return ifindex == ctx->ingress_ifindex || bpf_map_lookup_elem(&kxlb_tx_ports, &ifindex);
+}
+
 /* Writes the next hop's MACs and sends. *reason receives FWD_TX or FWD_REDIRECT. */
 static __always_inline int fib_xmit(struct xdp_md *ctx, const struct kxlb_nexthop *nh,
                                     __u32 *reason)
@@ -64,7 +75,8 @@ static __always_inline int fib_xmit(struct xdp_md *ctx, const struct kxlb_nextho
 		return XDP_TX;
 	}
 	*reason = KXLB_R_FWD_REDIRECT;
-	return bpf_redirect_map(&kxlb_tx_ports, nh->ifindex, 0);
+	/* The port was checked before the rewrite; if it vanished since, drop the rewritten frame. */
+	return bpf_redirect_map(&kxlb_tx_ports, nh->ifindex, XDP_DROP);
 }
 
 #endif /* KXLB_BPF_FIB_H */

@@ -21,6 +21,8 @@
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 /* Cached next hops and last_seen are refreshed at most this often (one write per flow per second). */
+/* Time comes from bpf_ktime_get_coarse_ns() (tick resolution, a fraction of the cost of the precise
+ * clock): ample for a 1 s refresh and timeouts of seconds. */
 #define LB_REFRESH_NS NSEC_PER_SEC
 
 struct lb_verdict {
@@ -117,18 +119,46 @@ static __always_inline void nat_key_of(struct kxlb_flow_key *nk, const struct kx
 	nk->family = be->family;
 }
 
-/* Applies TCP FIN/RST seen in one direction to the flow's flags; returns the new flags. */
-static __always_inline __u8 ct_tcp_flags(__u8 flags, __u8 tcp_flags, __u8 fin_bit)
+/* The KXLB_CT_F_* bits a TCP segment from one side adds (fin_bit: that side's FIN flag). */
+static __always_inline __u32 ct_tcp_bits(__u8 tcp_flags, __u32 fin_bit)
 {
 	if (tcp_flags & TCP_FLAG_RST)
-		return flags | KXLB_CT_F_CLOSED;
-	if (tcp_flags & TCP_FLAG_FIN) {
-		flags |= fin_bit;
-		if ((flags & (KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND)) ==
-		    (KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND))
-			flags |= KXLB_CT_F_CLOSED;
+		return KXLB_CT_F_CLOSED;
+	return tcp_flags & TCP_FLAG_FIN ? fin_bit : 0;
+}
+
+/* ORs bits into a flow's flags atomically (forward and reply paths may run on two CPUs at once)
+ * and closes the flow once both FINs are in. Returns the flags after the update. */
+static __always_inline __u32 ct_mark(__u32 *flags, __u32 bits)
+{
+	const __u32 both = KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND;
+	__u32 now = __sync_fetch_and_or(flags, bits) | bits;
+
+	if (!(now & KXLB_CT_F_CLOSED) && (now & both) == both) {
+		__sync_fetch_and_or(flags, KXLB_CT_F_CLOSED);
+		now |= KXLB_CT_F_CLOSED;
 	}
-	return flags;
+	return now;
+}
+
+/* Records FIN/RST of one direction in both entries of a flow; a close starts TIME_WAIT. */
+static __always_inline void ct_track_close(struct kxlb_ct_value *ct, struct kxlb_nat_value *nat,
+                                           __u32 bits, __u64 now)
+{
+	__u32 f;
+
+	if (!bits)
+		return;
+	f = ct ? ct_mark(&ct->flags, bits) : bits;
+	if (nat) {
+		__u32 was = nat->flags;
+
+		f = ct_mark(&nat->flags, f);
+		if (ct)
+			ct_mark(&ct->flags, f); /* the reply side may have added bits meanwhile */
+		if ((f & KXLB_CT_F_CLOSED) && !(was & KXLB_CT_F_CLOSED))
+			nat->last_seen_ns = now; /* TIME_WAIT counts from the close */
+	}
 }
 
 /* Client -> frontend. */
@@ -141,7 +171,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 	__be32 snat[4];
 	int is_tcp = fk->proto == IPPROTO_TCP;
 	int syn = is_tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct kxlb_ct_value *ct = bpf_map_lookup_elem(&kxlb_ct, fk);
 	struct kxlb_backend *be = NULL;
 	struct kxlb_nexthop nh;
@@ -162,7 +192,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		else if (syn && (ct->flags & KXLB_CT_F_CLOSED))
 			new_flow = 1; /* a new connection on a finished 5-tuple */
 		else if (!is_tcp &&
-		         now - ct->last_seen_ns > (__u64)cfg->udp_timeout_s * NSEC_PER_SEC)
+		         age_ns(now, ct->last_seen_ns) > (__u64)cfg->udp_timeout_s * NSEC_PER_SEC)
 			new_flow = 1;
 	} else {
 		if (is_tcp && !syn) {
@@ -231,15 +261,20 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 	} else {
 		snat_port = ct->snat_port;
 		nh = ct->nh;
-		if (now - ct->last_seen_ns > LB_REFRESH_NS) {
+		if (age_ns(now, ct->last_seen_ns) > LB_REFRESH_NS || !nexthop_usable(ctx, &nh)) {
 			struct kxlb_flow_key nk = {};
 			struct kxlb_nat_value *nat;
 
 			ct->last_seen_ns = now;
-			if (fib_nexthop(ctx, fk->family, snat, be->addr, fk->proto, &nh) == 0)
+			r = fib_nexthop(ctx, fk->family, snat, be->addr, fk->proto, &nh);
+			if (r == 0) {
 				ct->nh = nh;
-			else
+			} else if (!nexthop_usable(ctx, &ct->nh)) {
+				v.reason = r; /* nothing written yet: pass the frame as it came */
+				return v;
+			} else {
 				nh = ct->nh; /* keep the last good next hop */
+			}
 			nat_key_of(&nk, be, snat, snat_port, fk->proto);
 			nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
 			/* keeps the port of a one-way (idle-looking) UDP flow reserved */
@@ -247,20 +282,11 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 				nat->last_seen_ns = now;
 		}
 		if (is_tcp && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
-			__u8 f = ct_tcp_flags(ct->flags, pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT);
+			struct kxlb_flow_key nk = {};
 
-			if (f != ct->flags) {
-				struct kxlb_flow_key nk = {};
-				struct kxlb_nat_value *nat;
-
-				ct->flags = f;
-				nat_key_of(&nk, be, snat, snat_port, fk->proto);
-				nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
-				if (nat) { /* TIME_WAIT counts from the close */
-					nat->flags = f;
-					nat->last_seen_ns = now;
-				}
-			}
+			nat_key_of(&nk, be, snat, snat_port, fk->proto);
+			ct_track_close(ct, bpf_map_lookup_elem(&kxlb_nat, &nk),
+			               ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT), now);
 		}
 	}
 
@@ -281,45 +307,52 @@ static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const st
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
 	struct kxlb_nat_value *nat = bpf_map_lookup_elem(&kxlb_nat, rk);
+	struct kxlb_flow_key fk = {};
 	struct kxlb_nexthop nh;
+	int refresh, tcp_close;
 	__u64 now;
 
 	if (!nat)
 		return v;
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	nh = nat->nh;
-	if (nh.ifindex == 0 || now - nat->last_seen_ns > LB_REFRESH_NS) {
+	refresh = nh.ifindex == 0 || age_ns(now, nat->last_seen_ns) > LB_REFRESH_NS ||
+	          !nexthop_usable(ctx, &nh);
+	if (refresh) {
 		int r = fib_nexthop(ctx, rk->family, nat->vip_addr, nat->client_addr, rk->proto,
 		                    &nh);
 
-		if (r == 0)
+		if (r == 0) {
 			nat->nh = nh;
-		else if (nat->nh.ifindex == 0) {
-			v.reason = r;
+		} else if (!nexthop_usable(ctx, &nat->nh)) {
+			v.reason =
+				r; /* nothing written yet: the kernel gets the frame as it came */
 			return v;
-		} else
-			nh = nat->nh;
+		} else {
+			nh = nat->nh; /* keep the last good next hop */
+		}
 		nat->last_seen_ns = now;
 	}
-	if (rk->proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
-		__u8 f = ct_tcp_flags(nat->flags, pkt->tcp_flags, KXLB_CT_F_FIN_BACKEND);
+	tcp_close = rk->proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST));
+	if (refresh || tcp_close) {
+		struct kxlb_ct_value *ct;
 
-		if (f != nat->flags) { /* the forward entry mirrors these flags */
-			struct kxlb_flow_key fk = {};
-			struct kxlb_ct_value *ct;
-
-			__builtin_memcpy(fk.saddr, nat->client_addr, 16);
-			__builtin_memcpy(fk.daddr, nat->vip_addr, 16);
-			fk.sport = nat->client_port;
-			fk.dport = nat->vip_port;
-			fk.proto = rk->proto;
-			fk.family = rk->family;
-			ct = bpf_map_lookup_elem(&kxlb_ct, &fk);
-			if (ct)
-				ct->flags = f;
-			nat->flags = f;
-			nat->last_seen_ns = now; /* TIME_WAIT counts from the close */
-		}
+		__builtin_memcpy(fk.saddr, nat->client_addr, 16);
+		__builtin_memcpy(fk.daddr, nat->vip_addr, 16);
+		fk.sport = nat->client_port;
+		fk.dport = nat->vip_port;
+		fk.proto = rk->proto;
+		fk.family = rk->family;
+		ct = bpf_map_lookup_elem(&kxlb_ct, &fk);
+		/* Only the forward entry this reply belongs to: the client may have a newer flow on
+		 * the same 5-tuple (another SNAT port or backend). */
+		if (ct && !(ct->snat_port == rk->dport && ct->backend_id == nat->backend_id))
+			ct = NULL;
+		if (ct && refresh && !(ct->flags & KXLB_CT_F_CLOSED))
+			ct->last_seen_ns = now; /* replies keep a UDP flow from looking idle */
+		if (tcp_close)
+			ct_track_close(ct, nat, ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_BACKEND),
+			               now);
 	}
 	if (lb_rewrite(ctx, pkt, rk->family, nat->vip_addr, nat->client_addr, nat->vip_port,
 	               nat->client_port)) {

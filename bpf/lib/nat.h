@@ -105,11 +105,17 @@ static __always_inline int lb6_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	return 0;
 }
 
+/* Nanoseconds since then; 0 if another CPU stored a time later than our `now`. */
+static __always_inline __u64 age_ns(__u64 now, __u64 then)
+{
+	return now > then ? now - then : 0;
+}
+
 /* A NAT entry no longer reserves its port: closed and past TIME_WAIT, or an idle UDP flow. */
 static __always_inline int nat_entry_expired(const struct kxlb_nat_value *v,
                                              const struct kxlb_config *cfg, __u8 proto, __u64 now)
 {
-	__u64 age = now - v->last_seen_ns;
+	__u64 age = age_ns(now, v->last_seen_ns);
 
 	if (v->flags & KXLB_CT_F_CLOSED)
 		return age > (__u64)cfg->tcp_timewait_s * NSEC_PER_SEC;
@@ -145,9 +151,25 @@ static __always_inline int snat_alloc(const struct kxlb_backend *be, const __be3
 		if (bpf_map_update_elem(&kxlb_nat, &nk, nv, BPF_NOEXIST) == 0)
 			goto done;
 		old = bpf_map_lookup_elem(&kxlb_nat, &nk);
-		if (old && nat_entry_expired(old, cfg, proto, now) &&
-		    bpf_map_update_elem(&kxlb_nat, &nk, nv, BPF_EXIST) == 0)
-			goto done;
+		if (old && nat_entry_expired(old, cfg, proto, now)) {
+			struct kxlb_flow_key prev = {};
+
+			/* The port changes hands: the previous owner's forward entry must not keep
+			 * sending late segments into the new owner's connection. */
+			__builtin_memcpy(prev.saddr, old->client_addr, 16);
+			__builtin_memcpy(prev.daddr, old->vip_addr, 16);
+			prev.sport = old->client_port;
+			prev.dport = old->vip_port;
+			prev.proto = proto;
+			prev.family = be->family;
+			if (bpf_map_update_elem(&kxlb_nat, &nk, nv, BPF_EXIST) == 0) {
+				struct kxlb_ct_value *pct = bpf_map_lookup_elem(&kxlb_ct, &prev);
+
+				if (pct && pct->snat_port == nk.dport)
+					bpf_map_delete_elem(&kxlb_ct, &prev);
+				goto done;
+			}
+		}
 	}
 	return KXLB_R_DROP_SNAT_EXHAUSTED;
 done:

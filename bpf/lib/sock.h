@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Socket-level load balancing: frontend -> backend at connect()/sendmsg(), and the reverse mapping
- * that makes recvmsg()/getpeername() show the frontend. Shares the service maps with the XDP
- * datapath (lib/maps.h); its own maps are below.
+ * that makes recvmsg()/getpeername() show the frontend: per-socket local storage for connected
+ * sockets, an LRU map keyed by socket cookie and backend for unconnected UDP. Shares the service
+ * maps with the XDP datapath (lib/maps.h); its own maps are below.
  */
 #ifndef KXLB_BPF_SOCK_H
 #define KXLB_BPF_SOCK_H
@@ -18,6 +19,14 @@ struct {
 	__type(key, struct kxlb_sock_rev_key);
 	__type(value, struct kxlb_sock_rev_value);
 } kxlb_sock_rev SEC(".maps");
+
+/* Connected sockets remember their frontend here: no LRU churn, freed when the socket closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kxlb_sock_peer);
+} kxlb_sock_peer SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -47,6 +56,14 @@ struct {
 #endif
 #define ECONNREFUSED 111
 
+static __always_inline __u32 sock_cookie_hash(__u64 cookie)
+{
+	cookie ^= cookie >> 33;
+	cookie *= 0xff51afd7ed558ccdULL;
+	cookie ^= cookie >> 33;
+	return (__u32)cookie;
+}
+
 static __always_inline void sock_count(void *map, __u32 key)
 {
 	__u64 *c = bpf_map_lookup_elem(map, &key);
@@ -69,9 +86,10 @@ enum sock_pick {
 	SOCK_PICK_REFUSE, /* frontend without a usable backend: fail the call */
 };
 
-/* Chooses a backend for dst (a frontend) and rewrites *dst to it. Weighted random choice through
- * the service's Maglev table (slots are shared out by weight; removed backends have none). */
-static __always_inline enum sock_pick sock_lb_pick(struct sock_addr *dst, __u8 proto, __u32 *svc_id)
+/* Chooses a backend for dst (a frontend) and rewrites *dst to it, through the service's Maglev
+ * table (slots are shared out by weight; removed backends have none) at slot hash % size. */
+static __always_inline enum sock_pick sock_lb_pick(struct sock_addr *dst, __u8 proto, __u32 hash,
+                                                   __u32 *svc_id)
 {
 	struct kxlb_vip_key vk = {};
 	struct kxlb_service *svc;
@@ -87,10 +105,11 @@ static __always_inline enum sock_pick sock_lb_pick(struct sock_addr *dst, __u8 p
 	if (!svc || !(svc->flags & KXLB_SVC_F_SOCKET_LB))
 		return SOCK_PICK_NOT_SERVICE;
 	*svc_id = svc->id;
-	r = maglev_pick(svc->id, bpf_get_prandom_u32(), &bid);
+	r = maglev_pick(svc->id, hash, &bid);
 	if (r) {
-		sock_count(&kxlb_sock_reasons,
-			   r == KXLB_R_DROP_NO_BACKEND ? KXLB_SR_FAIL_NO_BACKEND : KXLB_SR_FAIL_BACKEND_MISSING);
+		sock_count(&kxlb_sock_reasons, r == KXLB_R_DROP_NO_BACKEND ?
+		                                       KXLB_SR_FAIL_NO_BACKEND :
+		                                       KXLB_SR_FAIL_BACKEND_MISSING);
 		return SOCK_PICK_REFUSE;
 	}
 	be = backend_get(bid);
@@ -108,7 +127,8 @@ static __always_inline enum sock_pick sock_lb_pick(struct sock_addr *dst, __u8 p
 /* Reads the address of a sock_addr hook; IPv4-mapped IPv6 addresses become IPv4. v6 must be a
  * compile-time constant: the verifier rejects any user_ip6 access in IPv4 hooks (and vice versa),
  * even on a path that never runs. */
-static __always_inline void sock_addr_read(struct bpf_sock_addr *ctx, struct sock_addr *a, const int v6)
+static __always_inline void sock_addr_read(struct bpf_sock_addr *ctx, struct sock_addr *a,
+                                           const int v6)
 {
 	a->port = (__be16)ctx->user_port;
 	if (!v6) {
@@ -136,7 +156,8 @@ static __always_inline void sock_addr_read(struct bpf_sock_addr *ctx, struct soc
 }
 
 /* Writes a (possibly IPv4-mapped) address back into the hook's context. */
-static __always_inline void sock_addr_write(struct bpf_sock_addr *ctx, const struct sock_addr *a, const int v6)
+static __always_inline void sock_addr_write(struct bpf_sock_addr *ctx, const struct sock_addr *a,
+                                            const int v6)
 {
 	ctx->user_port = (__u32)a->port;
 	if (!v6) {
@@ -157,7 +178,7 @@ static __always_inline void sock_addr_write(struct bpf_sock_addr *ctx, const str
 }
 
 static __always_inline void sock_rev_key(struct kxlb_sock_rev_key *k, struct bpf_sock_addr *ctx,
-					 const struct sock_addr *a)
+                                         const struct sock_addr *a)
 {
 	k->cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(k->addr, a->addr, 16);
@@ -171,7 +192,7 @@ static __always_inline int sock_lb_forward(struct bpf_sock_addr *ctx, __u32 reas
 	struct kxlb_sock_rev_value rv = {};
 	struct kxlb_sock_rev_key rk = {};
 	struct sock_addr a;
-	__u32 svc_id = 0;
+	__u32 svc_id = 0, hash;
 	__u8 proto;
 
 	if (ctx->type == SOCK_STREAM)
@@ -183,7 +204,12 @@ static __always_inline int sock_lb_forward(struct bpf_sock_addr *ctx, __u32 reas
 	sock_addr_read(ctx, &a, v6);
 	__builtin_memcpy(rv.addr, a.addr, 16);
 	rv.port = a.port;
-	switch (sock_lb_pick(&a, proto, &svc_id)) {
+	/* connect(): a random weighted choice per connection. Unconnected sendmsg(): keyed by the socket,
+	 * so every datagram a socket sends to a frontend reaches the same backend (request/response
+	 * protocols that span several datagrams keep working) while the table stays the same. */
+	hash = reason == KXLB_SR_SENDMSG ? sock_cookie_hash(bpf_get_socket_cookie(ctx)) :
+	                                   bpf_get_prandom_u32();
+	switch (sock_lb_pick(&a, proto, hash, &svc_id)) {
 	case SOCK_PICK_NOT_SERVICE:
 		return 1;
 	case SOCK_PICK_REFUSE:
@@ -193,9 +219,24 @@ static __always_inline int sock_lb_forward(struct bpf_sock_addr *ctx, __u32 reas
 		break;
 	}
 	rv.svc_id = svc_id;
-	sock_rev_key(&rk, ctx, &a);
-	if (bpf_map_update_elem(&kxlb_sock_rev, &rk, &rv, BPF_ANY))
-		sock_count(&kxlb_sock_reasons, KXLB_SR_FAIL_REV_UPDATE);
+	if (reason == KXLB_SR_CONNECT) {
+		struct kxlb_sock_peer *peer = bpf_sk_storage_get(&kxlb_sock_peer, ctx->sk, 0,
+		                                                 BPF_SK_STORAGE_GET_F_CREATE);
+
+		if (peer) {
+			__builtin_memcpy(peer->backend, a.addr, 16);
+			__builtin_memcpy(peer->frontend, rv.addr, 16);
+			peer->backend_port = a.port;
+			peer->frontend_port = rv.port;
+			peer->svc_id = svc_id;
+		} else {
+			sock_count(&kxlb_sock_reasons, KXLB_SR_FAIL_REV_UPDATE);
+		}
+	} else {
+		sock_rev_key(&rk, ctx, &a);
+		if (bpf_map_update_elem(&kxlb_sock_rev, &rk, &rv, BPF_ANY))
+			sock_count(&kxlb_sock_reasons, KXLB_SR_FAIL_REV_UPDATE);
+	}
 	sock_addr_write(ctx, &a, v6);
 	sock_count(&kxlb_sock_reasons, reason);
 	return 1;
@@ -206,15 +247,24 @@ static __always_inline int sock_lb_reverse(struct bpf_sock_addr *ctx, __u32 reas
 {
 	struct kxlb_sock_rev_key rk = {};
 	struct kxlb_sock_rev_value *rv;
+	struct kxlb_sock_peer *peer;
 	struct sock_addr a;
 
 	sock_addr_read(ctx, &a, v6);
-	sock_rev_key(&rk, ctx, &a);
-	rv = bpf_map_lookup_elem(&kxlb_sock_rev, &rk);
-	if (!rv)
-		return 1;
-	__builtin_memcpy(a.addr, rv->addr, 16);
-	a.port = rv->port;
+	peer = bpf_sk_storage_get(&kxlb_sock_peer, ctx->sk, 0, 0);
+	if (peer && peer->backend_port == a.port && peer->backend[0] == a.addr[0] &&
+	    peer->backend[1] == a.addr[1] && peer->backend[2] == a.addr[2] &&
+	    peer->backend[3] == a.addr[3]) {
+		__builtin_memcpy(a.addr, peer->frontend, 16);
+		a.port = peer->frontend_port;
+	} else {
+		sock_rev_key(&rk, ctx, &a);
+		rv = bpf_map_lookup_elem(&kxlb_sock_rev, &rk);
+		if (!rv)
+			return 1;
+		__builtin_memcpy(a.addr, rv->addr, 16);
+		a.port = rv->port;
+	}
 	sock_addr_write(ctx, &a, v6);
 	sock_count(&kxlb_sock_reasons, reason);
 	return 1;

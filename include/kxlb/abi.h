@@ -163,10 +163,11 @@ struct kxlb_ct_value {
 	__u32 backend_id;
 	__u32 backend_gen;
 	__u32 svc_id;
+	__u32 flags;      /* KXLB_CT_F_*, set with atomic OR (both directions write it) */
 	__be16 snat_port; /* node source port toward the backend */
-	__u8 flags;       /* KXLB_CT_F_* */
-	__u8 pad;
+	__u8 pad[2];
 	struct kxlb_nexthop nh; /* toward the backend */
+	__u32 pad2;
 };
 
 /* kxlb_nat value: reverse translation for replies (backend:port -> node:snat_port). Also the
@@ -180,8 +181,7 @@ struct kxlb_nat_value {
 	__be16 vip_port;
 	__u32 svc_id;
 	__u32 backend_id;
-	__u8 flags; /* KXLB_CT_F_* (mirrors the forward entry) */
-	__u8 pad[3];
+	__u32 flags;            /* KXLB_CT_F_* (mirrors the forward entry), set with atomic OR */
 	struct kxlb_nexthop nh; /* toward the client */
 };
 
@@ -220,7 +220,7 @@ struct kxlb_lb_counter {
 	X(KXLB_R_PASS_VIP_IPV6_EXTHDR, "pass_vip_ipv6_exthdr")                                    \
 	X(KXLB_R_PASS_VIP_OTHER_L4, "pass_vip_other_l4") /* ICMP or another protocol to a VIP */  \
 	X(KXLB_R_PASS_NO_NEIGH, "pass_no_neigh")       /* next hop MAC unknown: kernel resolves */ \
-	X(KXLB_R_PASS_FIB_FAILED, "pass_fib_failed")   /* no route, forwarding off, or too big */  \
+	X(KXLB_R_PASS_FIB_FAILED, "pass_fib_failed")   /* no route, or forwarding off */  \
 	X(KXLB_R_PASS_NO_TX_PORT, "pass_no_tx_port")   /* route leaves via a NIC kxlb does not own */ \
 	X(KXLB_R_PASS_NO_SNAT_ADDR, "pass_no_snat_addr") /* no node address for the family */      \
 	X(KXLB_R_DROP_TCP_NO_FLOW, "drop_tcp_no_flow") /* non-SYN TCP to a VIP, no tracked flow */ \
@@ -242,10 +242,10 @@ enum kxlb_reason {
  * kxlb_sock_rev remembers, per socket, which frontend a backend address stands for.
  */
 struct kxlb_sock_rev_key {
-	__u64 cookie;    /* bpf_get_socket_cookie() */
-	__be32 addr[4];  /* backend address as the socket sees it (IPv4-mapped on dual-stack sockets) */
+	__u64 cookie;   /* bpf_get_socket_cookie() */
+	__be32 addr[4]; /* backend address (IPv4 in addr[0], also for IPv4-mapped addresses) */
 	__be16 port;
-	__u8 family;     /* of the socket address: KXLB_AF_INET or KXLB_AF_INET6 */
+	__u8 family; /* of the backend: KXLB_AF_INET or KXLB_AF_INET6 */
 	__u8 pad[5];
 };
 
@@ -253,6 +253,16 @@ struct kxlb_sock_rev_value {
 	__be32 addr[4]; /* the frontend address the application used */
 	__be16 port;
 	__u8 pad[2];
+	__u32 svc_id;
+};
+
+/* kxlb_sock_peer (socket local storage, freed with the socket): the frontend a connected socket
+ * dialled and the backend it was sent to. Unconnected UDP uses kxlb_sock_rev instead. */
+struct kxlb_sock_peer {
+	__be32 backend[4];
+	__be32 frontend[4];
+	__be16 backend_port;
+	__be16 frontend_port;
 	__u32 svc_id;
 };
 

@@ -54,10 +54,13 @@ public:
     // Runs one frame; ingress 0 = node eth0, 1 = node eth1.
     Result<XdpRun> run(const Packet& frame, int ingress = 0);
     Status set_config(const LbConfig& cfg) { return maps_->set_config(cfg.to_abi()); }
-    Status add_tx_port_eth1() { return maps_->add_tx_port(static_cast<std::uint32_t>(eth1_)); }
+    // Devmap entries resolve the ifindex in the writer's network namespace: write from inside "node".
+    Status add_tx_port_eth1() { return add_tx_port(eth1_); }
     // Additions: any node interface into / out of kxlb_tx_ports (removal writes the devmap directly, as an agent
     // would when a NIC goes away; LbMaps has no removal yet).
-    Status add_tx_port(int ifindex) { return maps_->add_tx_port(static_cast<std::uint32_t>(ifindex)); }
+    Status add_tx_port(int ifindex) {
+        return lab_->in_ns("node", [&] { return maps_->add_tx_port(static_cast<std::uint32_t>(ifindex)); });
+    }
     Status remove_tx_port(int ifindex);
 
     // Addition: run() without the namespace switch, for callers already inside the node namespace (in_node):

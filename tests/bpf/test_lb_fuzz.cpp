@@ -605,7 +605,9 @@ protected:
                 ASSERT_TRUE(r) << r.error().message;
             }
         }
-        // Both node NICs are kxlb ports (as the agent configures a node where kxlb runs on eth0 and eth1).
+        // Both node NICs are kxlb ports (a node where kxlb runs on eth0 and eth1). With eth0 left out, frames of
+        // eth0 flows that arrive on eth1 end in XDP_ABORTED: a known datapath bug, pinned down by
+        // LbGoldenFamily.EstablishedFlowArrivingOnOtherNicIsNeverAborted, not re-reported here on every frame.
         ASSERT_TRUE(h_->add_tx_port_eth1());
         ASSERT_TRUE(h_->add_tx_port(h_->eth0()));
     }
@@ -614,6 +616,7 @@ protected:
 };
 
 TEST_F(LbFuzz, RandomAndMutatedFramesKeepInvariants) {
+    KXLB_REQUIRE_ROOT();
     const std::uint64_t seed = env_u64("KXLB_FUZZ_SEED", kDefaultSeed);
     const std::size_t frames = env_u64("KXLB_FUZZ_FRAMES", kDefaultFrames);
     std::printf("[ LbFuzz   ] seed 0x%llx (KXLB_FUZZ_SEED=0x%llx to replay), %zu frames\n",

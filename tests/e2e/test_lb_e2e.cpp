@@ -905,7 +905,7 @@ TEST_F(LbE2E, CurlHttpThroughVipV4AndV6) {
         EXPECT_TRUE(is_client_address(client)) << client;
         EXPECT_EQ(flow->second.svc_id, sid);
         EXPECT_EQ(flow->second.backend_id, bid);
-        EXPECT_TRUE(flow->second.flags & KXLB_CT_F_CLOSED) << "flags " << int{flow->second.flags};
+        EXPECT_TRUE(flow->second.flags & KXLB_CT_F_CLOSED) << "flags " << flow->second.flags;
         const std::uint16_t snat_port = ntohs(flow->second.snat_port);
         EXPECT_GE(snat_port, 61000);
         auto nat = conntrack_->nat_entries();

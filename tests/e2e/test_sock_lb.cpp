@@ -36,6 +36,7 @@
 
 #include "common/privileges.hpp"
 #include "lab/lab.hpp"
+#include "lab/temp_dir.hpp"
 #include "lib/lb_maps.hpp"
 #include "lib/lb_programmer.hpp"
 #include "lib/libbpf_log.hpp"
@@ -67,13 +68,15 @@ lab::Topology topology() {
     lab::Topology t;
     t.namespaces = {"sw", "node", "be1", "be2", "be3"};
     t.switches.push_back(lab::Switch{"sw", "br0"});
-    t.veths.push_back(lab::VethPair{{"node", "eth0", {"10.80.0.1/24", "fd80::1/64"}}, {"sw", "vnode", {}}, false, false, 0});
+    t.veths.push_back(
+        lab::VethPair{{"node", "eth0", {"10.80.0.1/24", "fd80::1/64"}}, {"sw", "vnode", {}}, false, false, 0});
     for (std::size_t i = 0; i < kBeNames.size(); ++i) {
-        t.veths.push_back(lab::VethPair{{kBeNames[i], "eth0", {std::string(kBe4[i]) + "/24", std::string(kBe6[i]) + "/64"}},
-                                        {"sw", std::string("v") + kBeNames[i], {}},
-                                        false,
-                                        false,
-                                        0});
+        t.veths.push_back(
+            lab::VethPair{{kBeNames[i], "eth0", {std::string(kBe4[i]) + "/24", std::string(kBe6[i]) + "/64"}},
+                          {"sw", std::string("v") + kBeNames[i], {}},
+                          false,
+                          false,
+                          0});
     }
     return t;
 }
@@ -397,19 +400,30 @@ struct UdpLoopResult {
     int timeouts = 0;
     int source_mismatch = 0;  // reply's source was not the frontend
     int no_name = 0;
+    int moved = 0;  // a reply from another backend than the socket's earlier replies
     std::array<int, 3> by_backend{};
     sockaddr_storage bad_source{};
 };
 
-// sendto(vip) + recvfrom(), `count` times on one unconnected socket (async-signal-safe).
+// Datagrams each unconnected socket sends: socket-LB keeps one socket's datagrams on one backend.
+constexpr int kUdpPerSocket = 10;
+
+// sendto(vip) + recvfrom(), `count` times, on a new unconnected socket every kUdpPerSocket datagrams
+// (async-signal-safe).
 void udp_loop(int family, const SockAddr& vip, int count, UdpLoopResult* r) {
-    const int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        r->send_failed = count;
-        r->first_errno = errno;
-        return;
-    }
+    int fd = -1;
+    int socket_backend = -1;
     for (int i = 0; i < count; ++i) {
+        if (i % kUdpPerSocket == 0) {
+            if (fd >= 0) ::close(fd);
+            fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            socket_backend = -1;
+            if (fd < 0) {
+                r->send_failed += count - i;
+                r->first_errno = errno;
+                return;
+            }
+        }
         if (::sendto(fd, "q", 1, 0, vip.sa(), vip.len) != 1) {
             r->send_failed++;
             if (r->first_errno == 0) r->first_errno = errno;
@@ -437,9 +451,11 @@ void udp_loop(int family, const SockAddr& vip, int count, UdpLoopResult* r) {
         } else {
             r->by_backend[idx]++;
             r->ok++;
+            if (socket_backend >= 0 && socket_backend != idx) r->moved++;
+            socket_backend = idx;
         }
     }
-    ::close(fd);
+    if (fd >= 0) ::close(fd);
 }
 
 const char* family_name(int family) { return family == AF_INET ? "IPv4" : "IPv6"; }
@@ -492,7 +508,8 @@ protected:
         s.frontend = frontend(family == AF_INET ? kVip4 : kVip6, port, proto);
         s.flags = KXLB_SVC_F_SOCKET_LB;
         for (int i : which)
-            s.backends.push_back(BackendSpec{IpAddr::parse(family == AF_INET ? kBe4[i] : kBe6[i]).value(), be_port, 1, false});
+            s.backends.push_back(
+                BackendSpec{IpAddr::parse(family == AF_INET ? kBe4[i] : kBe6[i]).value(), be_port, 1, false});
         return s;
     }
 
@@ -576,8 +593,7 @@ TEST_P(SockLbFamily, TcpConnectionsSpreadEvenlyAndPeerIsTheFrontend) {
 
     std::printf("[sock-lb] %s TCP %d connections to %s in %.1f ms (%.1f us each): be1=%d be2=%d be3=%d, failed=%d\n",
                 family_name(family), kTcpConnections, addr_str(vip.ss).c_str(), r->elapsed_ns / 1e6,
-                r->elapsed_ns / 1e3 / kTcpConnections, r->by_backend[0], r->by_backend[1], r->by_backend[2],
-                r->failed);
+                r->elapsed_ns / 1e3 / kTcpConnections, r->by_backend[0], r->by_backend[1], r->by_backend[2], r->failed);
     EXPECT_EQ(r->failed, 0) << "first errno: " << std::strerror(r->first_errno);
     EXPECT_EQ(r->no_name, 0);
     EXPECT_EQ(r->ok, kTcpConnections);
@@ -623,6 +639,7 @@ TEST_P(SockLbFamily, UnconnectedUdpRepliesComeFromTheFrontend) {
     EXPECT_EQ(r->timeouts, 0);
     EXPECT_EQ(r->ok, kUdpRequests);
     EXPECT_EQ(r->source_mismatch, 0) << "reply from " << addr_str(r->bad_source) << ", want " << addr_str(vip.ss);
+    EXPECT_EQ(r->moved, 0) << "one socket's datagrams must stay on one backend";
     for (std::size_t i = 0; i < 3; ++i) EXPECT_GT(r->by_backend[i], 0) << kBeNames[i];
 
     EXPECT_EQ(reason(KXLB_SR_SENDMSG), static_cast<std::uint64_t>(kUdpRequests));
@@ -662,12 +679,11 @@ TEST_F(SockLbE2E, DualStackSocketReachesIPv4ServiceThroughMappedAddress) {
                                     << addr_str(tcp_vip.ss);
     EXPECT_EQ(ur->send_failed, 0) << std::strerror(ur->first_errno);
     EXPECT_EQ(ur->ok, kCount);
-    EXPECT_EQ(ur->source_mismatch, 0) << "reply from " << addr_str(ur->bad_source) << ", want "
-                                      << addr_str(udp_vip.ss);
-    for (int i = 0; i < 3; ++i) {
-        EXPECT_GT(tr->by_backend[i], 0) << kBeNames[i];
-        EXPECT_GT(ur->by_backend[i], 0) << kBeNames[i];
-    }
+    EXPECT_EQ(ur->source_mismatch, 0) << "reply from " << addr_str(ur->bad_source) << ", want " << addr_str(udp_vip.ss);
+    EXPECT_EQ(ur->moved, 0) << "one socket's datagrams must stay on one backend";
+    // TCP balances per connection: all three get some. UDP balances per socket (6 sockets here), so
+    // its spread is not asserted; the unconnected-UDP test covers that with 30 sockets.
+    for (int i = 0; i < 3; ++i) EXPECT_GT(tr->by_backend[i], 0) << kBeNames[i];
 }
 
 // Test 4: a process outside the cgroup is not rewritten: the VIP stays unreachable for it, and its
@@ -734,25 +750,6 @@ TEST_F(SockLbE2E, ProcessesOutsideTheCgroupAreNotAffected) {
 // ---------------------------------------------------------------------------------------------------
 // Test 3: apiserver HA. Three nginx HTTPS "apiservers" answering /readyz on be*:6443 behind VIP:443.
 
-// A temporary directory, removed with its contents on destruction.
-class TempDir {
-public:
-    TempDir() {
-        char tmpl[] = "/tmp/kxlb-sockapi-XXXXXX";
-        if (::mkdtemp(tmpl) != nullptr) path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
-
 // Connects from the node namespace (outside the cgroup) until something listens at ip:port (max ~5 s).
 bool wait_listening(lab::Lab& lab, int family, const char* ip, std::uint16_t port) {
     const auto a = make_addr(family, ip, port);
@@ -767,12 +764,19 @@ bool wait_listening(lab::Lab& lab, int family, const char* ip, std::uint16_t por
 // Per-connection outcome of a TCP connect loop that runs across a backend change.
 struct ConnectEvent {
     std::int64_t start_ns;
-    std::int32_t err;  // 0: connected
+    std::int32_t err;     // 0: connected
+    std::int32_t dur_us;  // how long connect() took
 };
 struct ConnectTimeline {
     static constexpr int kMax = 50000;
     std::atomic<int> stop{0};  // set by the parent (lock-free, so it works in shared memory)
-    int n = 0;
+    std::atomic<int> n{0};     // events recorded; ev[0..n) are complete
+    // How many recorded connections started at or after t_ns (the parent reads while the child writes).
+    int started_since(std::int64_t t_ns) const {
+        int c = 0;
+        for (int i = 0, end = n.load(); i < end; ++i) c += ev[i].start_ns >= t_ns;
+        return c;
+    }
     std::array<ConnectEvent, kMax> ev{};
 };
 
@@ -781,20 +785,23 @@ struct ConnectTimeline {
 void connect_timeline(const SockAddr& vip, std::int64_t max_ns, ConnectTimeline* t) {
     static_assert(std::atomic<int>::is_always_lock_free);
     const std::int64_t end = mono_ns() + max_ns;
-    while (t->n < ConnectTimeline::kMax && mono_ns() < end && t->stop.load() == 0) {
-        ConnectEvent e{mono_ns(), 0};
+    while (t->n.load() < ConnectTimeline::kMax && mono_ns() < end && t->stop.load() == 0) {
+        ConnectEvent e{mono_ns(), 0, 0};
         const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             e.err = errno;
         } else {
-            timeval tv{1, 0};
+            // 3 s: survives one SYN retransmit (1 s), e.g. after an accept-queue overflow at a busy nginx.
+            timeval tv{3, 0};
             ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
             if (::connect(fd, vip.sa(), vip.len) != 0) e.err = errno;
+            e.dur_us = static_cast<std::int32_t>((mono_ns() - e.start_ns) / 1000);
             linger lg{1, 0};
             ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
             ::close(fd);
         }
-        t->ev[t->n++] = e;
+        t->ev[t->n.load()] = e;
+        t->n.fetch_add(1);
     }
 }
 
@@ -872,10 +879,11 @@ protected:
             << (ver ? ver->err : ver.error().message) << ")";
         const std::string cert = dir_.path() + "/apiserver.crt";
         const std::string key = dir_.path() + "/apiserver.key";
-        auto gen = lab::run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                                     "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=kube-apiserver",
-                                     "-addext", std::string("subjectAltName=IP:") + kVip4 + ",DNS:kubernetes.default.svc"},
-                                    30s);
+        auto gen =
+            lab::run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                              "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=kube-apiserver",
+                              "-addext", std::string("subjectAltName=IP:") + kVip4 + ",DNS:kubernetes.default.svc"},
+                             30s);
         ASSERT_TRUE(gen) << gen.error().message;
         ASSERT_EQ(gen->exit_code, 0) << gen->out << gen->err;
 
@@ -891,7 +899,7 @@ protected:
                  << "  access_log off;\n"
                  << "  client_body_temp_path " << d << "/tmp;\n"
                  << "  server {\n"
-                 << "    listen " << kBe4[i] << ":" << kApiPort << " ssl;\n"
+                 << "    listen " << kBe4[i] << ":" << kApiPort << " ssl backlog=4096;\n"
                  << "    ssl_certificate " << cert << ";\n"
                  << "    ssl_certificate_key " << key << ";\n"
                  << "    location = /readyz { default_type text/plain; return 200 \"ok " << kBeNames[i] << "\\n\"; }\n"
@@ -918,7 +926,7 @@ protected:
         SockLbE2E::TearDown();
     }
 
-    TempDir dir_;
+    lab::TempDir dir_{"sockapi"};
     std::array<lab::Process*, 3> nginx_{};
 };
 
@@ -943,7 +951,7 @@ TEST_F(SockLbApiserver, FollowsBackendRemovalAndRefusesAtOnceWithoutBackends) {
     std::uint64_t be1_after_removal = 0;
     {
         CgroupChild child(cgroup_->procs_path(), lab_->ns_path("node"),
-                          [&] { connect_timeline(vip, 10'000'000'000, &*tl); });
+                          [&] { connect_timeline(vip, 20'000'000'000, &*tl); });
         ASSERT_TRUE(child.started()) << child.error();
         std::this_thread::sleep_for(300ms);
         nginx_[0]->kill(SIGTERM);
@@ -956,13 +964,19 @@ TEST_F(SockLbApiserver, FollowsBackendRemovalAndRefusesAtOnceWithoutBackends) {
         auto c = sock_->backend_connections(be1_id);
         ASSERT_TRUE(c) << c.error().message;
         be1_after_removal = *c;
-        std::this_thread::sleep_for(700ms);  // connections after the removal
+        // Connections after the removal: at least 0.7 s and 500 of them (a connect() to be1 that hung while
+        // its nginx shut down can hold the loop for up to 1 s), at most 8 s.
+        const auto until = std::chrono::steady_clock::now() + 8s;
+        std::this_thread::sleep_for(700ms);
+        while (tl->started_since(removed_ns) < 500 && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(20ms);
         tl->stop.store(1);
-        ASSERT_EQ(child.wait(15s), 0);
+        ASSERT_EQ(child.wait(25s), 0);
     }
     int before = 0, failed_before = 0, after = 0, failed_after = 0, first_err_after = 0;
     std::int64_t first_fail_after_ns = 0;
-    for (int i = 0; i < tl->n; ++i) {
+    std::int32_t first_fail_dur_us = 0;
+    for (int i = 0; i < tl->n.load(); ++i) {
         const auto& e = tl->ev[i];
         if (e.start_ns < removed_ns) {
             before++;
@@ -972,15 +986,18 @@ TEST_F(SockLbApiserver, FollowsBackendRemovalAndRefusesAtOnceWithoutBackends) {
             if (e.err != 0 && failed_after++ == 0) {
                 first_err_after = e.err;
                 first_fail_after_ns = e.start_ns - removed_ns;
+                first_fail_dur_us = e.dur_us;
             }
         }
     }
-    std::printf("[sock-lb] be1 killed then removed: before removal %d connects (%d failed: be1 down, not yet "
-                "removed); after removal %d connects, %d failed\n",
-                before, failed_before, after, failed_after);
-    EXPECT_GT(after, 50) << "too few connections after the removal to say anything";
+    std::printf(
+        "[sock-lb] be1 killed then removed: before removal %d connects (%d failed: be1 down, not yet "
+        "removed); after removal %d connects, %d failed\n",
+        before, failed_before, after, failed_after);
+    EXPECT_GE(after, 500) << "too few connections after the removal to say anything";
     EXPECT_EQ(failed_after, 0) << "first error: " << std::strerror(first_err_after) << ", "
-                               << first_fail_after_ns / 1000 << " us after the removal";
+                               << first_fail_after_ns / 1000 << " us after the removal, connect() took "
+                               << first_fail_dur_us << " us";
     auto be1_now = sock_->backend_connections(be1_id);
     ASSERT_TRUE(be1_now) << be1_now.error().message;
     EXPECT_EQ(*be1_now, be1_after_removal) << "connections reached the removed backend";

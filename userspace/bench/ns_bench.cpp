@@ -37,7 +37,7 @@ constexpr const char* kVip6 = "fd87::10";
 constexpr const char* kOther4 = "10.84.0.200";  // on the node's subnet, no frontend: non-VIP traffic
 constexpr std::uint16_t kVipPort = 80;
 constexpr std::uint16_t kBackendPortBase = 20000;
-// Many backends and a wide SNAT range keep the SNAT port space of the 1M-new-flow runs nearly empty (<= 6%),
+// Many backends and a wide SNAT range keep the SNAT port space of the 1M-new-flow runs nearly empty (~6%),
 // so a new flow's first SNAT probe almost always succeeds, as on a real node with many endpoints.
 constexpr int kBackends = 256;
 constexpr std::uint16_t kSnatLo = 1024, kSnatHi = 65535;
@@ -264,8 +264,7 @@ Status NsBench::open_flow(LbInstance& lb, const FrameSpec& syn) {
     auto st = lab_->in_ns("node", [&] {
         return run_block(
             lb.program().prog_fd(), static_cast<std::uint32_t>(eth0_), 0, 1, f, [](std::uint64_t, auto&) {},
-            [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_TX); },
-            s);
+            [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) { return expect_verdict(v, XDP_TX); }, s);
     });
     if (!st) return st;
     if (s.bad) return Error::invalid("opening a flow: " + s.first_bad);
@@ -278,7 +277,7 @@ NsCaseResult NsBench::finish(std::string name, const Result<Timing>& t, std::opt
     r.iterations = opts_.iterations;
     r.target_net_ns = target;
     if (!t) {
-        r.proof = "run failed: " + t.error().message;
+        r.proof = "RUN FAILED: " + t.error().message + "; counters then: ";
         return r;
     }
     r.mean_ns = t->run.mean;
@@ -301,7 +300,10 @@ Status NsBench::case_reflect(NsBenchReport& rep) {
     const IpAddr client_ip = addr(kClient4);
     const FrameLayout l = layout_of(s);
     auto t = timed(
-        prog->prog_fd(), [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+        prog->prog_fd(),
+        [&](std::uint64_t i, auto& fr) {
+            if (i == 0) fr = f;
+        },
         [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
             if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
             if (!bytes_eq(out, 0, client.data(), 6)) return "destination MAC not swapped";
@@ -334,11 +336,13 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         auto before = lb.reasons();
         if (!before) return before.error();
         auto t = timed(
-            fd, [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+            fd,
+            [&](std::uint64_t i, auto& fr) {
+                if (i == 0) fr = f;
+            },
             [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
                 if (auto e = expect_verdict(v, XDP_PASS); !e.empty()) return e;
-                if (out.size() != f.size() || std::memcmp(out.data(), f.data(), f.size()) != 0)
-                    return "frame modified";
+                if (out.size() != f.size() || std::memcmp(out.data(), f.data(), f.size()) != 0) return "frame modified";
                 return "";
             });
         auto after = lb.reasons();
@@ -369,7 +373,10 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         auto ct_before = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
         if (!before || !svc_before || !ct_before) return Error::invalid("reading counters failed");
         auto t = timed(
-            fd, [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+            fd,
+            [&](std::uint64_t i, auto& fr) {
+                if (i == 0) fr = f;
+            },
             [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
                 if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
                 if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4)) return "not sent to the backend";
@@ -418,7 +425,10 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         auto svc_before = lb.service(svc4);
         if (!before || !svc_before) return Error::invalid("reading counters failed");
         auto t = timed(
-            fd, [&](std::uint64_t i, auto& fr) { if (i == 0) fr = f; },
+            fd,
+            [&](std::uint64_t i, auto& fr) {
+                if (i == 0) fr = f;
+            },
             [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
                 if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
                 if (!bytes_eq(out, l.daddr_off, client4.bytes.data(), 4) || be16_at(out, l.dport_off) != 40001 ||
@@ -472,8 +482,8 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
     auto before = lb.reasons();
     auto svc_before = lb.service(svc);
     if (!before || !svc_before) return Error::invalid("reading counters failed");
-    auto t = timed(
-        lb.program().prog_fd(), make, [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) {
+    auto t =
+        timed(lb.program().prog_fd(), make, [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) {
             if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
             const std::uint16_t bp = be16_at(out, l.dport_off);
             if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4) || bp < kBackendPortBase ||
@@ -491,7 +501,8 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
     const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
     r.path_ok = r.path_ok && exact && nf == n && *ct == n && *nat == n;
     char fill[160];
-    std::snprintf(fill, sizeof(fill), "conntrack %llu / reverse-NAT %llu entries of %u each (%.0f%% full: no LRU eviction)",
+    std::snprintf(fill, sizeof(fill),
+                  "conntrack %llu / reverse-NAT %llu entries of %u each (%.0f%% full: no LRU eviction)",
                   static_cast<unsigned long long>(*ct), static_cast<unsigned long long>(*nat), ct_size,
                   100.0 * static_cast<double>(*ct) / ct_size);
     r.proof += "XDP_TX to a backend every iteration, fresh 5-tuple each; reasons: " + describe_delta(*before, *after) +

@@ -161,8 +161,8 @@ Status PpsBench::build_lab() {
     if (auto st = idx("sink", "eth0", &sink_eth0_); !st) return st;
 
     // Counters at both ends; they also give both generator-facing veths the NAPI native xmit needs.
-    for (auto [ns, ifindex, slot] : {std::tuple{"sink", sink_eth0_, &sink_at_sink_},
-                                     std::tuple{"gen", gen_eth0_, &sink_at_gen_}}) {
+    for (auto [ns, ifindex, slot] :
+         {std::tuple{"sink", sink_eth0_, &sink_at_sink_}, std::tuple{"gen", gen_eth0_, &sink_at_gen_}}) {
         auto s = SinkProgram::load();
         if (!s) return s.error();
         slot->emplace(std::move(s).value());
@@ -332,15 +332,14 @@ Result<PpsBenchReport> PpsBench::run() {
     if (!reflect) return reflect.error();
     std::optional<Link> reflect_link;
     std::uint64_t sink_before = 0;
-    setups.push_back(Setup{
-        "reflector", &*sink_at_gen_, [&] { return attach_node(*reflect, reflect_link); },
-        [&] { reflect_link.reset(); },
-        [&](bool before, std::string& text) {
-            auto c = sink_at_sink_->total();
-            if (!c) return;
-            if (before) sink_before = c->packets;
-            else text = "frames reaching the sink +" + std::to_string(c->packets - sink_before);
-        }});
+    setups.push_back(Setup{"reflector", &*sink_at_gen_, [&] { return attach_node(*reflect, reflect_link); },
+                           [&] { reflect_link.reset(); },
+                           [&](bool before, std::string& text) {
+                               auto c = sink_at_sink_->total();
+                               if (!c) return;
+                               if (before) sink_before = c->packets;
+                               else text = "frames reaching the sink +" + std::to_string(c->packets - sink_before);
+                           }});
 
     // (1) kxlb on node eth0: UDP VIP with one backend (the sink), redirected eth0 -> eth1.
     LbConfig cfg;
@@ -362,23 +361,22 @@ Result<PpsBenchReport> PpsBench::run() {
     std::optional<Link> lb_link;
     Reasons rb{};
     kxlb_lb_counter sb{};
-    setups.push_back(Setup{"kxlb", &*sink_at_sink_, [&] { return attach_node(lb.program(), lb_link); },
-                           [&] { lb_link.reset(); },
-                           [&](bool before, std::string& text) {
-                               auto r = lb.reasons();
-                               auto sc = lb.service(*svc_id);
-                               if (!r || !sc) {
-                                   text = "counters unreadable";
-                                   return;
-                               }
-                               if (before) {
-                                   rb = *r;
-                                   sb = *sc;
-                                   return;
-                               }
-                               text = describe_delta(rb, *r) + ", new_flows +" +
-                                      std::to_string(sc->new_flows - sb.new_flows);
-                           }});
+    setups.push_back(
+        Setup{"kxlb", &*sink_at_sink_, [&] { return attach_node(lb.program(), lb_link); }, [&] { lb_link.reset(); },
+              [&](bool before, std::string& text) {
+                  auto r = lb.reasons();
+                  auto sc = lb.service(*svc_id);
+                  if (!r || !sc) {
+                      text = "counters unreadable";
+                      return;
+                  }
+                  if (before) {
+                      rb = *r;
+                      sb = *sc;
+                      return;
+                  }
+                  text = describe_delta(rb, *r) + ", new_flows +" + std::to_string(sc->new_flows - sb.new_flows);
+              }});
 
     // (3) iptables DNAT + MASQUERADE in the node namespace (kube-proxy's iptables mode), no XDP on the node.
     const std::string to = std::string(kSink4) + ":" + std::to_string(kPort);
@@ -393,7 +391,8 @@ Result<PpsBenchReport> PpsBench::run() {
         return must_run(l, "node", argv);
     };
     auto dnat_count = [&]() -> std::string {
-        auto out = must_run_output(l, "node", {"iptables", "-w", "5", "-t", "nat", "-L", "PREROUTING", "-v", "-n", "-x"});
+        auto out =
+            must_run_output(l, "node", {"iptables", "-w", "5", "-t", "nat", "-L", "PREROUTING", "-v", "-n", "-x"});
         if (!out) return "?";
         std::istringstream in(*out);
         std::string line, pkts;
@@ -410,21 +409,23 @@ Result<PpsBenchReport> PpsBench::run() {
     const bool have_iptables = ipt_version && ipt_version->exit_code == 0;
     if (!have_iptables) rep.notes += "iptables is not installed: its setup was skipped (apt-get install iptables)\n";
     if (have_iptables)
-    setups.push_back(Setup{"iptables", &*sink_at_sink_,
-                           [&]() -> Status {
-                               for (const auto& r : rules)
-                                   if (auto st = iptables("-A", r); !st)
-                                       return Error{st.error().code,
-                                                    st.error().message + " (is iptables installed? apt-get install iptables)"};
-                               return {};
-                           },
-                           [&] {
-                               for (const auto& r : rules) (void)iptables("-D", r);  // netns deletion removes them too
-                           },
-                           [&](bool before, std::string& text) {
-                               if (before) dnat_before = dnat_count();
-                               else text = "DNAT hits " + dnat_before + "->" + dnat_count();
-                           }});
+        setups.push_back(
+            Setup{"iptables", &*sink_at_sink_,
+                  [&]() -> Status {
+                      for (const auto& r : rules)
+                          if (auto st = iptables("-A", r); !st)
+                              return Error{st.error().code,
+                                           st.error().message + " (is iptables installed? apt-get install iptables)"};
+                      return {};
+                  },
+                  [&] {
+                      for (const auto& r : rules) (void)iptables("-D", r);  // netns deletion removes them too
+                  },
+                  [&](bool before, std::string& text) {
+                      // The rules are added anew each round, so their counters start at 0.
+                      if (before) dnat_before = dnat_count();
+                      else text = "new conntrack entries (DNAT rule hits) " + dnat_before + "->" + dnat_count();
+                  }});
 
     std::vector<Setup*> chosen;
     for (auto& s : setups)
@@ -439,14 +440,16 @@ Result<PpsBenchReport> PpsBench::run() {
             acc[i].setup = chosen[i]->name;
             acc[i].threads = threads;
             acc[i].pps = acc[i].seconds > 0 ? static_cast<double>(acc[i].delivered) / acc[i].seconds : 0;
-            acc[i].pps_per_cpu = acc[i].cpu_seconds > 0 ? static_cast<double>(acc[i].delivered) / acc[i].cpu_seconds : 0;
+            acc[i].pps_per_cpu =
+                acc[i].cpu_seconds > 0 ? static_cast<double>(acc[i].delivered) / acc[i].cpu_seconds : 0;
             rep.runs.push_back(std::move(acc[i]));
         }
     }
 
-    rep.notes += "kxlb: flows = generator source ports; new_flows +0 in a round means every flow was established. "
-                 "iptables: DNAT hits count new conntrack entries (the nat table sees only a flow's first packet); "
-                 "the node has no route to the VIP, so only translated frames reach the sink\n";
+    rep.notes +=
+        "kxlb: flows = generator source ports; new_flows +0 in a round means every flow was established. "
+        "iptables: DNAT rule hits count new conntrack entries (the nat table sees only a flow's first packet); "
+        "the node has no route to the VIP, so only translated frames reach the sink\n";
     rep.notes += "frames: " + std::to_string(kFrameBytes) + " B UDP, source ports " + std::to_string(kSportBase) +
                  ".." + std::to_string(kSportBase + opts_.flows - 1) + " cycled per CPU; " + std::to_string(queues_) +
                  " queue(s) per veth; live frames " + std::to_string(kFramesPerCall) + " per call, batch " +

@@ -14,12 +14,12 @@ namespace kxlb::bench {
 struct PpsResult {
     std::string setup;  // "reflector", "kxlb", "iptables"
     int threads = 0;
-    int rounds = 0;               // measured rounds, interleaved with the other setups
-    double seconds = 0;           // wall time, summed over rounds
-    double cpu_seconds = 0;       // CPU time of the generator threads, summed (includes the softirq work they ran)
-    std::uint64_t offered = 0;    // frames the generator handed to the kernel
-    std::uint64_t delivered = 0;  // frames counted where they end (sink or, for the reflector, the generator)
-    double pps = 0;               // delivered / seconds
+    int rounds = 0;                   // measured rounds, interleaved with the other setups
+    double seconds = 0;               // wall time, summed over rounds
+    double cpu_seconds = 0;           // CPU time of the generator threads, summed (includes the softirq work they ran)
+    std::uint64_t offered = 0;        // frames the generator handed to the kernel
+    std::uint64_t delivered = 0;      // frames counted where they end (sink or, for the reflector, the generator)
+    double pps = 0;                   // delivered / seconds
     double pps_min = 0, pps_max = 0;  // spread over rounds
     double pps_per_cpu = 0;           // delivered / cpu_seconds: the chain's cost, insensitive to CPU contention
     std::string proof;                // counters that show the path

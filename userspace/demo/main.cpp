@@ -55,7 +55,8 @@ public:
     void probe() {
         bool changed = false;
         for (auto& [i, h] : health_) {
-            const bool ok = kxlb::lab::tcp_probe(sc_.lab(), "node", LbScenario::backend4(i), LbScenario::kHttpPort, 200);
+            const bool ok =
+                kxlb::lab::tcp_probe(sc_.lab(), "node", LbScenario::backend4(i), LbScenario::kHttpPort, 200);
             h.streak = ok == h.up ? 0 : h.streak + 1;
             if (h.streak >= 2) {
                 h.up = ok;
@@ -74,7 +75,8 @@ public:
         const std::string url = std::string("http://") + kVip + "/readyz";
         std::vector<std::string> argv =
             local ? std::vector<std::string>{"sh", "-c",
-                                             "echo $$ > " + cgroup_ + "/cgroup.procs && exec curl -sS --max-time 2 " + url}
+                                             "echo $$ > " + cgroup_ + "/cgroup.procs && exec curl -sS --max-time 2 " +
+                                                 url}
                   : std::vector<std::string>{"curl", "-sS", "--max-time", "2", url};
         auto r = sc_.lab().run(local ? "node" : "client", argv, 5s);
         if (!r || r->exit_code != 0) {
@@ -149,8 +151,9 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "programming the service: %s\n", st.error().message.c_str());
             rc = 1;
         } else {
-            std::printf("      service %s:80/tcp -> be1 be2 be3 :%u (Maglev, full-NAT; socket-LB for local clients)\n\n",
-                        kVip, LbScenario::kHttpPort);
+            std::printf(
+                "      service %s:80/tcp -> be1 be2 be3 :%u (Maglev, full-NAT; socket-LB for local clients)\n\n", kVip,
+                LbScenario::kHttpPort);
             std::printf("[3/6] who answers?\n");
             demo.burst("external client (XDP):", false, 8);
             demo.burst("node-local client (socket-LB):", true, 6);
@@ -166,7 +169,8 @@ int main(int argc, char** argv) {
             demo.burst("node-local client:", true, 4);
 
             std::printf("\n[5/6] be2 comes back; 2 good probes to return\n");
-            if (auto st = (*sc)->start_backend(2); !st) std::printf("      restart failed: %s\n", st.error().message.c_str());
+            if (auto st = (*sc)->start_backend(2); !st)
+                std::printf("      restart failed: %s\n", st.error().message.c_str());
             for (int round = 0; round < 15 && !demo.up(2); ++round) {
                 demo.probe();
                 std::this_thread::sleep_for(200ms);

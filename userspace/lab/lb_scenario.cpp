@@ -70,16 +70,14 @@ Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::
     if (backends < 1 || backends > 9) return Error::invalid("LbScenario: 1..9 backends");
     std::unique_ptr<LbScenario> sc(new LbScenario());
     sc->n_ = backends;
-    char tmpl[] = "/tmp/kxlb-scenario-XXXXXX";
-    if (!::mkdtemp(tmpl)) return Error::from_errno(errno, "mkdtemp");
-    sc->dir_ = tmpl;
+    if (sc->dir_.path().empty()) return Error::from_errno(errno, "create a temporary directory");
 
     Topology t;
     t.namespaces = {"sw", "client", "node"};
     t.switches = {Switch{"sw", "br0"}};
     t.ip_forwarding = {"node"};
-    t.veths.push_back({{"client", "eth0", {std::string(kClient4) + "/24", std::string(kClient6) + "/64"}},
-                       {"sw", "p-client", {}}});
+    t.veths.push_back(
+        {{"client", "eth0", {std::string(kClient4) + "/24", std::string(kClient6) + "/64"}}, {"sw", "p-client", {}}});
     // The node transmits into the switch with XDP_TX: its peer needs an XDP program.
     t.veths.push_back({{"node", "eth0", {std::string(kNode4) + "/24", std::string(kNode6) + "/64"}},
                        {"sw", "p-node", {}},
@@ -91,9 +89,8 @@ Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::
                            {"sw", "p-be" + std::to_string(i), {}}});
     }
     for (const auto& vip : vips)
-        t.routes.push_back(
-            {"client", vip + (vip.find(':') != std::string::npos ? "/128" : "/32"),
-             vip.find(':') != std::string::npos ? kNode6 : kNode4, "eth0"});
+        t.routes.push_back({"client", vip + (vip.find(':') != std::string::npos ? "/128" : "/32"),
+                            vip.find(':') != std::string::npos ? kNode6 : kNode4, "eth0"});
     auto lab = Lab::create(t);
     if (!lab) return lab.error();
     sc->lab_ = std::move(lab).value();
@@ -137,9 +134,7 @@ Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::
 
 LbScenario::~LbScenario() {
     link_.reset();
-    lab_.reset();  // kills nginx, deletes namespaces
-    std::error_code ec;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+    lab_.reset();  // kills nginx, deletes namespaces; dir_ goes last
 }
 
 Status LbScenario::warm_neighbours() {
@@ -161,11 +156,11 @@ void LbScenario::stop_backend(int i) {
 }
 
 Status LbScenario::start_backend(int i) {
-    const auto dir = dir_ / backend_ns(i);
+    const auto dir = std::filesystem::path(dir_.path()) / backend_ns(i);
     std::filesystem::create_directories(dir);
     std::ofstream(dir / "nginx.conf") << nginx_conf(dir, backend_ns(i), kHttpPort);
-    auto p = lab_->spawn(backend_ns(i), {"/usr/sbin/nginx", "-p", dir.string() + "/", "-c", (dir / "nginx.conf").string(),
-                                         "-g", "daemon off;"});
+    auto p = lab_->spawn(backend_ns(i), {"/usr/sbin/nginx", "-p", dir.string() + "/", "-c",
+                                         (dir / "nginx.conf").string(), "-g", "daemon off;"});
     if (!p) return p.error();
     nginx_[static_cast<std::size_t>(i)] = *p;
     for (int tries = 0; tries < 100; ++tries) {  // up to ~5 s

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "lab/lab.hpp"
+#include "lab/temp_dir.hpp"
 #include "lib/lb_maps.hpp"
 #include "lib/lb_programmer.hpp"
 #include "lib/xdp_programs.hpp"
@@ -55,7 +56,7 @@ private:
     LbScenario() = default;
     Status warm_neighbours();
 
-    std::filesystem::path dir_;
+    TempDir dir_{"scenario"};
     int n_ = 0;
     std::unique_ptr<Lab> lab_;
     std::vector<Process*> nginx_;

@@ -21,13 +21,15 @@ static_assert(sizeof(kxlb_backend) == 24 && offsetof(kxlb_backend, gen) == 20);
 static_assert(sizeof(kxlb_flow_key) == 40 && offsetof(kxlb_flow_key, sport) == 32 &&
               offsetof(kxlb_flow_key, family) == 37);
 static_assert(sizeof(kxlb_nexthop) == 16);
-static_assert(sizeof(kxlb_ct_value) == 40 && offsetof(kxlb_ct_value, nh) == 24);
-static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, nh) == 56);
+static_assert(sizeof(kxlb_ct_value) == 48 && offsetof(kxlb_ct_value, flags) == 20 && offsetof(kxlb_ct_value, nh) == 28);
+static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, flags) == 52 &&
+              offsetof(kxlb_nat_value, nh) == 56);
 static_assert(sizeof(kxlb_config) == 40 && offsetof(kxlb_config, snat_port_lo) == 28);
 static_assert(sizeof(kxlb_lb_counter) == 24);
 static_assert(sizeof(kxlb_parse_counters) == sizeof(kxlb_counter) * KXLB_PARSE_STAT_MAX);
 static_assert(sizeof(kxlb_sock_rev_key) == 32 && offsetof(kxlb_sock_rev_key, port) == 24);
 static_assert(sizeof(kxlb_sock_rev_value) == 24 && offsetof(kxlb_sock_rev_value, svc_id) == 20);
+static_assert(sizeof(kxlb_sock_peer) == 40 && offsetof(kxlb_sock_peer, svc_id) == 36);
 
 inline constexpr std::size_t kParseStatCount = KXLB_PARSE_STAT_MAX;
 inline constexpr std::size_t kReasonCount = KXLB_REASON_MAX;

@@ -24,6 +24,8 @@ public:
     // Replaces the service's Maglev table in one atomic step (table: backend id per slot, size
     // prime). An empty table removes it (the service then has no backend).
     virtual Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) = 0;
+    // Allows XDP_REDIRECT to ifindex. The kernel resolves ifindex in the caller's network namespace:
+    // call it from the namespace of the interface.
     virtual Status add_tx_port(std::uint32_t ifindex) = 0;
 };
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "lab/lab.hpp"
+#include "lab/temp_dir.hpp"
 #include "lib/lb_maps.hpp"
 #include "lib/lb_programmer.hpp"
 #include "lib/libbpf_log.hpp"
@@ -282,25 +283,6 @@ private:
     bool ok_ = false;
 };
 
-// A temporary directory removed on destruction.
-class TempDir {
-public:
-    TempDir() {
-        char t[] = "/tmp/kxlb-sockbench-XXXXXX";
-        if (::mkdtemp(t) != nullptr) path_ = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
-
 struct Setup {
     std::string name;
     std::string ip;
@@ -389,7 +371,7 @@ int drive(bool quick, int conns, double seconds, int rounds) {
     if (!links) return std::fprintf(stderr, "kxlb-sockbench: attach: %s\n", links.error().message.c_str()), 2;
 
     // Backend + proxies.
-    TempDir dir;
+    kxlb::lab::TempDir dir{"sockbench"};
     auto backend = lab->spawn("be", {self, "--serve", kBackendIp, std::to_string(kBackendPort)});
     if (!backend || !wait_listening(*lab, kBackendIp, kBackendPort)) {
         std::fprintf(stderr, "kxlb-sockbench: backend did not start\n");
@@ -428,10 +410,11 @@ int drive(bool quick, int conns, double seconds, int rounds) {
             setups[3].unavailable = "haproxy did not start: " + (p ? (*p)->output() : p.error().message);
     }
 
-    std::printf("kxlb-sockbench%s: %d concurrent connections, %d interleaved rounds x %.1f s per case (+0.3 s "
-                "warm-up; median round by req/s shown), %zu-byte request/response, 1 backend (1 epoll thread), proxies "
-                "with 1 worker, %u CPUs\n",
-                quick ? " --quick" : "", conns, rounds, seconds, kMsg, std::thread::hardware_concurrency());
+    std::printf(
+        "kxlb-sockbench%s: %d concurrent connections, %d interleaved rounds x %.1f s per case (+0.3 s "
+        "warm-up; median round by req/s shown), %zu-byte request/response, 1 backend (1 epoll thread), proxies "
+        "with 1 worker, %u CPUs\n",
+        quick ? " --quick" : "", conns, rounds, seconds, kMsg, std::thread::hardware_concurrency());
     struct Row {
         std::string setup, workload;
         std::optional<ClientResult> r;
@@ -448,13 +431,9 @@ int drive(bool quick, int conns, double seconds, int rounds) {
                     notes[si] = s.unavailable;
                     continue;
                 }
-                std::vector<std::string> argv = {self,
-                                                 "--client",
-                                                 s.ip,
-                                                 std::to_string(s.port),
-                                                 std::to_string(conns),
-                                                 std::to_string(seconds),
-                                                 workload};
+                std::vector<std::string> argv = {
+                    self,    "--client", s.ip, std::to_string(s.port), std::to_string(conns), std::to_string(seconds),
+                    workload};
                 if (s.in_cgroup) {
                     argv.insert(argv.begin(),
                                 {"sh", "-c", "echo $$ > " + cg.path() + "/cgroup.procs && exec \"$0\" \"$@\""});
@@ -467,7 +446,8 @@ int drive(bool quick, int conns, double seconds, int rounds) {
                     notes[si] = "client failed: " + res->out + res->err;
                 } else {
                     samples[si].push_back(*r);
-                    std::fprintf(stderr, "  round %d %-12s %-9s %10.0f req/s  p50 %7.1f us  p99 %7.1f us  errors %llu\n",
+                    std::fprintf(stderr,
+                                 "  round %d %-12s %-9s %10.0f req/s  p50 %7.1f us  p99 %7.1f us  errors %llu\n",
                                  round + 1, s.name.c_str(), workload, r->requests / r->seconds, r->p50_us, r->p99_us,
                                  static_cast<unsigned long long>(r->errors));
                 }
@@ -486,8 +466,10 @@ int drive(bool quick, int conns, double seconds, int rounds) {
         }
     }
 
-    std::printf("\n| workload  | setup        |    req/s | p50 us | p99 us | errors | req/s vs direct | p99 vs direct |\n");
-    std::printf("|-----------|--------------|---------:|-------:|-------:|-------:|----------------:|--------------:|\n");
+    std::printf(
+        "\n| workload  | setup        |    req/s | p50 us | p99 us | errors | req/s vs direct | p99 vs direct |\n");
+    std::printf(
+        "|-----------|--------------|---------:|-------:|-------:|-------:|----------------:|--------------:|\n");
     for (const auto& row : rows) {
         const ClientResult* direct = nullptr;
         for (const auto& d : rows)
