@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Maps of the XDP datapath only: connection tracking (forward and reverse NAT) and TX ports. */
+/* Maps of the XDP datapath only: connection tracking (forward and reverse NAT), TX ports and the
+ * frontend filter. */
 #ifndef KXLB_BPF_FLOW_MAPS_H
 #define KXLB_BPF_FLOW_MAPS_H
 
@@ -26,5 +27,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bpf_devmap_val);
 } kxlb_tx_ports SEC(".maps");
+
+/* One entry: the bitmap of frontend (address, port, protocol) hashes, written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kxlb_frontend_filter);
+} kxlb_frontend_filter SEC(".maps");
 
 #endif /* KXLB_BPF_FLOW_MAPS_H */

@@ -161,13 +161,13 @@ static __always_inline void ct_track_close(struct kxlb_ct_value *ct, struct kxlb
 	}
 }
 
-/* Client -> frontend. */
+/* Client -> frontend, for a frame that passed the frontend filter. An established flow is found
+ * by its conntrack entry alone (one hash lookup); only new flows look the service up. */
 static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const struct pkt *pkt,
                                                     const struct kxlb_flow_key *fk,
-                                                    const struct kxlb_service *svc,
                                                     const struct kxlb_config *cfg, __u64 len)
 {
-	struct lb_verdict v = { XDP_PASS, 0 };
+	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
 	__be32 snat[4];
 	int is_tcp = fk->proto == IPPROTO_TCP;
 	int syn = is_tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
@@ -176,16 +176,12 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 	struct kxlb_backend *be = NULL;
 	struct kxlb_nexthop nh;
 	__be16 snat_port;
-	__u32 bid = 0;
+	__u32 bid = 0, svc_id = 0;
 	int new_flow = 0, r;
 
-	snat_addr(cfg, fk->family, snat);
-	if (addr_is_zero(snat, fk->family)) {
-		v.reason = KXLB_R_PASS_NO_SNAT_ADDR;
-		return v;
-	}
 	if (ct) {
 		bid = ct->backend_id;
+		svc_id = ct->svc_id;
 		be = backend_get(bid);
 		if (!be || be->gen != ct->backend_gen)
 			new_flow = 1; /* its backend is gone: re-balance instead of black-holing */
@@ -195,12 +191,30 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		         age_ns(now, ct->last_seen_ns) > (__u64)cfg->udp_timeout_s * NSEC_PER_SEC)
 			new_flow = 1;
 	} else {
-		if (is_tcp && !syn) {
+		new_flow = 1;
+	}
+	if (new_flow) {
+		struct kxlb_vip_key vk = {};
+		struct kxlb_service *svc;
+
+		__builtin_memcpy(vk.addr, fk->daddr, 16);
+		vk.port = fk->dport;
+		vk.proto = fk->proto;
+		vk.family = fk->family;
+		svc = bpf_map_lookup_elem(&kxlb_services, &vk);
+		if (!svc)
+			return v; /* not a frontend (the filter is approximate) */
+		if (!ct && is_tcp && !syn) {
 			v.action = XDP_DROP;
 			v.reason = KXLB_R_DROP_TCP_NO_FLOW;
 			return v;
 		}
-		new_flow = 1;
+		svc_id = svc->id;
+	}
+	snat_addr(cfg, fk->family, snat);
+	if (addr_is_zero(snat, fk->family)) {
+		v.reason = KXLB_R_PASS_NO_SNAT_ADDR;
+		return v;
 	}
 
 	if (new_flow) {
@@ -208,7 +222,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		struct kxlb_nat_value nv = {};
 		struct kxlb_ct_value cv = {};
 
-		r = maglev_pick(svc->id, hash, &bid);
+		r = maglev_pick(svc_id, hash, &bid);
 		if (r == KXLB_R_DROP_NO_BACKEND) {
 			if (lb_icmp_unreach(ctx, pkt, fk->family)) {
 				v.action = XDP_DROP;
@@ -235,7 +249,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		__builtin_memcpy(nv.vip_addr, fk->daddr, 16);
 		nv.client_port = fk->sport;
 		nv.vip_port = fk->dport;
-		nv.svc_id = svc->id;
+		nv.svc_id = svc_id;
 		nv.backend_id = bid;
 		r = snat_alloc(be, snat, cfg, fk->proto, hash, now, &nv, &snat_port);
 		if (r) {
@@ -246,7 +260,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		cv.last_seen_ns = now;
 		cv.backend_id = bid;
 		cv.backend_gen = be->gen;
-		cv.svc_id = svc->id;
+		cv.svc_id = svc_id;
 		cv.snat_port = snat_port;
 		cv.nh = nh;
 		if (bpf_map_update_elem(&kxlb_ct, fk, &cv, BPF_ANY)) {
@@ -294,7 +308,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		v.reason = KXLB_R_PASS_MALFORMED; /* bounds re-check failed before any write */
 		return v;
 	}
-	lb_counter_inc(&kxlb_svc_stats, svc->id, len, new_flow);
+	lb_counter_inc(&kxlb_svc_stats, svc_id, len, new_flow);
 	lb_counter_inc(&kxlb_backend_stats, bid, len, new_flow);
 	v.action = fib_xmit(ctx, &nh, &v.reason);
 	return v;
@@ -379,9 +393,8 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
                                                     __u8 family, __u64 len)
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
-	struct kxlb_vip_key vk = {};
+	struct kxlb_frontend_filter *filter;
 	struct kxlb_flow_key fk = {};
-	struct kxlb_service *svc;
 	struct kxlb_config *cfg;
 	__u32 zero = 0;
 
@@ -416,14 +429,16 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
 			return lb_reverse(ctx, pkt, &fk, cfg, len);
 	}
 
-	__builtin_memcpy(vk.addr, fk.daddr, 16);
-	vk.port = fk.dport;
-	vk.proto = fk.proto;
-	vk.family = family;
-	svc = bpf_map_lookup_elem(&kxlb_services, &vk);
-	if (!svc)
-		return v;
-	return lb_forward(ctx, pkt, &fk, svc, cfg, len);
+	/* Most frames are not for a frontend: an inlined bitmap test rules them out without any
+	 * hash-map lookup. A set bit may be a collision; lb_forward looks it up. */
+	filter = bpf_map_lookup_elem(&kxlb_frontend_filter, &zero);
+	if (filter) {
+		__u32 bit = kxlb_frontend_bit(fk.daddr, fk.dport, fk.proto);
+
+		if (!(filter->words[bit / 64] & (1ULL << (bit % 64))))
+			return v;
+	}
+	return lb_forward(ctx, pkt, &fk, cfg, len);
 }
 
 #endif /* KXLB_BPF_LB_H */

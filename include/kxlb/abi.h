@@ -100,6 +100,30 @@ enum kxlb_svc_flags {
 	KXLB_SVC_F_DSR = 1 << 1,       /* direct server return (IPIP) instead of full-NAT */
 };
 
+/* kxlb_frontend_filter: one entry, a bitmap with the bit kxlb_frontend_bit() of every frontend
+ * set. The datapath passes a frame whose bit is clear without a hash-map lookup; a set bit may be a
+ * collision, so the frontend is still looked up. Bits may be set for removed frontends, never
+ * missing for live ones. */
+#define KXLB_FRONTEND_FILTER_BITS 65536
+struct kxlb_frontend_filter {
+	__u64 words[KXLB_FRONTEND_FILTER_BITS / 64];
+};
+
+/* The filter bit of (address, port, protocol): one definition for BPF and C++. Address words and
+ * port are taken as stored (network order), so both sides compute the same bit. */
+static inline __u32 kxlb_frontend_bit(const __be32 *addr, __be16 port, __u8 proto)
+{
+	__u32 h = (__u32)addr[0] ^ ((__u32)addr[1] * 0x9e3779b1u) ^ ((__u32)addr[2] * 0x85ebca6bu) ^
+	          ((__u32)addr[3] * 0xc2b2ae35u);
+
+	h ^= ((__u32)port << 8) ^ proto;
+	h *= 0x9e3779b1u;
+	h ^= h >> 15;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	return h & (KXLB_FRONTEND_FILTER_BITS - 1);
+}
+
 /* kxlb_services value. */
 struct kxlb_service {
 	__u32 id;    /* < KXLB_MAX_SERVICES: index of kxlb_maglev and kxlb_svc_stats */

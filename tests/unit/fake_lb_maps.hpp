@@ -70,6 +70,11 @@ public:
         else tables[svc_id].assign(table.begin(), table.end());
         return {};
     }
+    Status set_frontend_filter(const kxlb_frontend_filter& f) override {
+        if (auto s = check("set_frontend_filter"); !s) return s;
+        filter = f;
+        return {};
+    }
     Status add_tx_port(std::uint32_t ifindex) override {
         if (auto s = check("add_tx_port"); !s) return s;
         tx_ports.push_back(ifindex);
@@ -82,6 +87,7 @@ public:
     std::map<std::uint32_t, kxlb_backend> backends;
     std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
     std::vector<std::uint32_t> tx_ports;
+    kxlb_frontend_filter filter{};
     int swaps = 0;
 
 private:

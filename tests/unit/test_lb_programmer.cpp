@@ -60,6 +60,34 @@ TEST_F(LbProgrammerTest, AddServiceWritesBackendsTableAndFrontend) {
     }
 }
 
+bool filter_has(const kxlb_frontend_filter& f, const Frontend& fe) {
+    const auto k = fe.key();
+    const auto bit = kxlb_frontend_bit(k.addr, k.port, k.proto);
+    return (f.words[bit / 64] >> (bit % 64)) & 1;
+}
+
+TEST_F(LbProgrammerTest, FrontendFilterHasABitForEveryFrontend) {
+    auto lb = make();
+    std::vector<Frontend> fes;
+    for (int i = 0; i < 50; ++i) {
+        auto s = svc("10.96.1." + std::to_string(i), static_cast<std::uint16_t>(80 + i), {"10.0.0.1"},
+                     i % 2 ? IPPROTO_UDP : IPPROTO_TCP);
+        ASSERT_TRUE(lb.upsert_service(s));
+        fes.push_back(s.frontend);
+    }
+    for (const auto& fe : fes) EXPECT_TRUE(filter_has(maps_.filter, fe)) << fe.str();
+    int set = 0;
+    for (auto w : maps_.filter.words) set += __builtin_popcountll(w);
+    EXPECT_LE(set, 50);
+    EXPECT_GE(set, 45) << "bits should rarely collide";
+    for (const auto& fe : fes) ASSERT_TRUE(lb.remove_service(fe));
+    for (auto w : maps_.filter.words) EXPECT_EQ(w, 0u) << "removing every frontend clears the filter";
+    // The bit is in place before the frontend becomes visible: a failed publish leaves no bit behind.
+    maps_.fail("put_service");
+    ASSERT_FALSE(lb.upsert_service(svc("10.96.9.9", 80, {"10.0.0.1"})));
+    EXPECT_FALSE(filter_has(maps_.filter, svc("10.96.9.9", 80, {}).frontend));
+}
+
 TEST_F(LbProgrammerTest, IdsAreStableAcrossUpdatesAndReusedAfterRemoval) {
     auto lb = make();
     auto a = lb.upsert_service(svc("10.96.0.1", 80, {"10.0.0.1"}));

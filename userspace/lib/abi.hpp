@@ -26,6 +26,7 @@ static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, flags) ==
               offsetof(kxlb_nat_value, nh) == 56);
 static_assert(sizeof(kxlb_config) == 40 && offsetof(kxlb_config, snat_port_lo) == 28);
 static_assert(sizeof(kxlb_lb_counter) == 24);
+static_assert(sizeof(kxlb_frontend_filter) == KXLB_FRONTEND_FILTER_BITS / 8);
 static_assert(sizeof(kxlb_parse_counters) == sizeof(kxlb_counter) * KXLB_PARSE_STAT_MAX);
 static_assert(sizeof(kxlb_sock_rev_key) == 32 && offsetof(kxlb_sock_rev_key, port) == 24);
 static_assert(sizeof(kxlb_sock_rev_value) == 24 && offsetof(kxlb_sock_rev_value, svc_id) == 20);

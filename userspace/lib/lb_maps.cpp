@@ -20,9 +20,11 @@ Result<BpfLbMaps> BpfLbMaps::bind(const LbMapFds& fds) {
     if (!vips) return vips.error();
     auto backends = TypedMap<std::uint32_t, kxlb_backend>::bind(fds.backends);
     if (!backends) return backends.error();
+    auto filter = TypedMap<std::uint32_t, kxlb_frontend_filter>::bind(fds.frontend_filter);
+    if (!filter) return filter.error();
     if (auto st = detail::check_map_layout(fds.maglev, sizeof(std::uint32_t), sizeof(std::uint32_t), false); !st)
         return st.error();
-    return BpfLbMaps(*config, *services, *vips, *backends, fds.maglev, fds.tx_ports);
+    return BpfLbMaps(*config, *services, *vips, *backends, *filter, fds.maglev, fds.tx_ports);
 }
 
 Status BpfLbMaps::set_config(const kxlb_config& cfg) { return config_.update(0, cfg); }
@@ -78,6 +80,8 @@ Status BpfLbMaps::swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_
         return Error::from_errno(errno, "publish Maglev table of service " + std::to_string(svc_id));
     return {};  // the outer map now holds the table; our fd closes
 }
+
+Status BpfLbMaps::set_frontend_filter(const kxlb_frontend_filter& filter) { return filter_.update(0, filter); }
 
 Status BpfLbMaps::add_tx_port(std::uint32_t ifindex) {
     bpf_devmap_val val{};

@@ -24,6 +24,8 @@ public:
     // Replaces the service's Maglev table in one atomic step (table: backend id per slot, size
     // prime). An empty table removes it (the service then has no backend).
     virtual Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) = 0;
+    // Replaces the frontend filter (one 8 KiB write).
+    virtual Status set_frontend_filter(const kxlb_frontend_filter& filter) = 0;
     // Allows XDP_REDIRECT to ifindex. The kernel resolves ifindex in the caller's network namespace:
     // call it from the namespace of the interface.
     virtual Status add_tx_port(std::uint32_t ifindex) = 0;
@@ -32,7 +34,7 @@ public:
 // File descriptors of the datapath maps (owned by the program's skeleton or by pinned-map fds).
 struct LbMapFds {
     int config = -1, services = -1, vip_addrs = -1, backends = -1, maglev = -1, ct = -1, nat = -1, tx_ports = -1;
-    int reasons = -1, svc_stats = -1, backend_stats = -1;
+    int reasons = -1, svc_stats = -1, backend_stats = -1, frontend_filter = -1;
 };
 
 class BpfLbMaps final : public LbMaps {
@@ -48,16 +50,18 @@ public:
     Status put_backend(std::uint32_t id, const kxlb_backend& be) override;
     Status clear_backend(std::uint32_t id) override;
     Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) override;
+    Status set_frontend_filter(const kxlb_frontend_filter& filter) override;
     Status add_tx_port(std::uint32_t ifindex) override;
 
 private:
     BpfLbMaps(TypedMap<std::uint32_t, kxlb_config> config, TypedMap<kxlb_vip_key, kxlb_service> services,
               TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs, TypedMap<std::uint32_t, kxlb_backend> backends,
-              int maglev_fd, int tx_ports_fd)
+              TypedMap<std::uint32_t, kxlb_frontend_filter> filter, int maglev_fd, int tx_ports_fd)
         : config_(config),
           services_(services),
           vip_addrs_(vip_addrs),
           backends_(backends),
+          filter_(filter),
           maglev_fd_(maglev_fd),
           tx_ports_fd_(tx_ports_fd) {}
 
@@ -65,6 +69,7 @@ private:
     TypedMap<kxlb_vip_key, kxlb_service> services_;
     TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs_;
     TypedMap<std::uint32_t, kxlb_backend> backends_;
+    TypedMap<std::uint32_t, kxlb_frontend_filter> filter_;
     int maglev_fd_;
     int tx_ports_fd_;
 };

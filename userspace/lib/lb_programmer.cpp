@@ -76,12 +76,27 @@ Status LbProgrammer::program_table(std::uint32_t svc_id, const ServiceSpec& spec
     return maps_->swap_maglev(svc_id, *table);
 }
 
+Status LbProgrammer::write_filter(const Frontend* extra) {
+    kxlb_frontend_filter f{};
+    auto set = [&f](const Frontend& fe) {
+        const kxlb_vip_key k = fe.key();
+        const std::uint32_t bit = kxlb_frontend_bit(k.addr, k.port, k.proto);
+        f.words[bit / 64] |= 1ULL << (bit % 64);
+    };
+    for (const auto& [fe, st] : services_) set(fe);
+    if (extra) set(*extra);
+    return maps_->set_frontend_filter(f);
+}
+
 Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id) {
     const auto& fe = spec.frontend;
+    // The filter bit first: a frame must never find the frontend but miss its bit.
+    if (auto s = write_filter(&fe); !s) return s;
     VipAddr va{fe.addr.family, fe.addr.bytes};
     const std::uint32_t refs = vip_refs_[va] + 1;
     if (auto s = maps_->put_vip_addr(vip_addr_key(fe.addr), refs); !s) {
         if (refs == 1) vip_refs_.erase(va);
+        (void)write_filter(nullptr);
         return s;
     }
     if (auto s = maps_->put_service(fe.key(), kxlb_service{svc_id, spec.flags}); !s) {
@@ -91,6 +106,7 @@ Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id)
         } else {
             (void)maps_->put_vip_addr(vip_addr_key(fe.addr), refs - 1);
         }
+        (void)write_filter(nullptr);
         return s;
     }
     vip_refs_[va] = refs;
@@ -189,6 +205,8 @@ Status LbProgrammer::remove_service(const Frontend& fe) {
     for (auto id : it->second.backend_ids) drop_backend(id);
     svc_ids_.release(it->second.id);
     services_.erase(it);
+    // A stale bit only costs a lookup, so failing to clear it is logged, not returned.
+    if (auto s = write_filter(nullptr); !s) spdlog::warn("updating the frontend filter: {}", s.error().message);
     return {};
 }
 

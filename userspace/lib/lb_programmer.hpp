@@ -66,6 +66,8 @@ private:
     // Clears a backend's map entry and frees its id (kept reserved if the clear fails).
     void drop_backend(std::uint32_t id);
     Status add_frontend(const ServiceSpec& spec, std::uint32_t svc_id);
+    // Writes the frontend filter for the committed services plus `extra` (a frontend being added).
+    Status write_filter(const Frontend* extra);
 
     LbMaps* maps_;
     LbProgrammerOptions opts_;

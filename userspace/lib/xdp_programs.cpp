@@ -54,6 +54,7 @@ LbMapFds XdpLbProgram::lb_map_fds() const {
     f.reasons = bpf_map__fd(m.kxlb_reasons);
     f.svc_stats = bpf_map__fd(m.kxlb_svc_stats);
     f.backend_stats = bpf_map__fd(m.kxlb_backend_stats);
+    f.frontend_filter = bpf_map__fd(m.kxlb_frontend_filter);
     return f;
 }
 
