@@ -316,8 +316,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 
 /* Backend -> node SNAT address: a reply of a full-NAT flow, or not ours. */
 static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const struct pkt *pkt,
-                                                    const struct kxlb_flow_key *rk,
-                                                    const struct kxlb_config *cfg, __u64 len)
+                                                    const struct kxlb_flow_key *rk, __u64 len)
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
 	struct kxlb_nat_value *nat = bpf_map_lookup_elem(&kxlb_nat, rk);
@@ -426,7 +425,7 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
 		snat_addr(cfg, family, snat);
 		if (dport >= cfg->snat_port_lo && dport <= cfg->snat_port_hi &&
 		    addr_eq(fk.daddr, snat, family) && !addr_is_zero(snat, family))
-			return lb_reverse(ctx, pkt, &fk, cfg, len);
+			return lb_reverse(ctx, pkt, &fk, len);
 	}
 
 	/* Most frames are not for a frontend: an inlined bitmap test rules them out without any
