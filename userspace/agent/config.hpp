@@ -1,0 +1,2 @@
+// config: placeholder, being written.
+#pragma once

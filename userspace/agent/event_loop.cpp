@@ -1,0 +1,2 @@
+// event_loop: placeholder, being written.
+#include "agent/event_loop.hpp"

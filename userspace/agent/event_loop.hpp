@@ -1,0 +1,2 @@
+// event_loop: placeholder, being written.
+#pragma once

@@ -1,0 +1,2 @@
+// netlink: placeholder, being written.
+#pragma once

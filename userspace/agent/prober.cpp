@@ -1,0 +1,2 @@
+// prober: placeholder, being written.
+#include "agent/prober.hpp"
