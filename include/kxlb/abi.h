@@ -155,6 +155,10 @@ struct kxlb_backend {
 	__u8 family;
 	__u8 flags; /* KXLB_BE_F_* */
 	__u32 gen; /* changes whenever the id is given to another backend: flows of an old gen re-balance */
+	/* Owner and weight are not read by the datapath: they let a restarted agent adopt the maps
+	 * (rebuild its id allocation and reproduce every Maglev table) without disturbing flows. */
+	__u32 svc_id;
+	__u32 weight;
 };
 
 /* Connection-tracking key (kxlb_ct: client -> VIP as received; kxlb_nat: backend -> node as received). */

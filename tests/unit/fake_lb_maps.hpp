@@ -81,6 +81,16 @@ public:
         return {};
     }
 
+    Result<std::vector<ServiceEntry>> read_services() const override {
+        if (fail_reads) return Error::from_errno(EIO, "fake read_services");
+        return std::vector<ServiceEntry>(services.begin(), services.end());
+    }
+    Result<std::vector<BackendEntry>> read_backends() const override {
+        if (fail_reads) return Error::from_errno(EIO, "fake read_backends");
+        return std::vector<BackendEntry>(backends.begin(), backends.end());
+    }
+
+    bool fail_reads = false;
     kxlb_config config{};
     std::map<kxlb_vip_key, kxlb_service, VipKeyLess> services;
     std::map<kxlb_vip_addr_key, std::uint32_t, VipAddrLess> vip_addrs;
@@ -89,9 +99,11 @@ public:
     std::vector<std::uint32_t> tx_ports;
     kxlb_frontend_filter filter{};
     int swaps = 0;
+    int writes = 0;  // every write operation attempted
 
 private:
     Status check(const std::string& op) {
+        ++writes;
         if (op == fail_op_ && fail_countdown_ > 0 && --fail_countdown_ == 0)
             return Error::from_errno(EIO, "fake " + op);
         return {};

@@ -2,6 +2,8 @@
 // rollback on failure, and validation of services and configuration.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include "lib/lb_programmer.hpp"
@@ -258,6 +260,108 @@ TEST_F(LbProgrammerTest, CapacityExhaustionIsAnErrorNotACrash) {
     ASSERT_FALSE(too_many_services);
     EXPECT_EQ(too_many_services.error().code, ENOSPC);
     expect_consistent();
+}
+
+TEST_F(LbProgrammerTest, UpsertingTheSameSpecWritesNothing) {
+    auto lb = make();
+    auto spec = svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2"});
+    ASSERT_TRUE(lb.upsert_service(spec));
+    const int writes = maps_.writes;
+    ASSERT_TRUE(lb.upsert_service(spec));
+    EXPECT_EQ(maps_.writes, writes);
+}
+
+TEST_F(LbProgrammerTest, WeightChangeRewritesTheBackendAndRollsBackOnFailure) {
+    auto lb = make();
+    auto spec = svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2"});
+    const auto id = lb.upsert_service(spec).value();
+    const auto before = maps_.backends;
+    const auto table_before = maps_.tables[id];
+    auto heavier = spec;
+    heavier.backends[0].weight = 3;
+    maps_.fail("swap_maglev");
+    ASSERT_FALSE(lb.upsert_service(heavier));
+    EXPECT_EQ(maps_.tables[id], table_before);
+    for (const auto& [bid, be] : before) EXPECT_EQ(maps_.backends[bid].weight, be.weight) << bid;
+    ASSERT_TRUE(lb.upsert_service(heavier));
+    const auto b0 = *lb.backend_id(spec.frontend, spec.backends[0].identity());
+    EXPECT_EQ(maps_.backends[b0].weight, 3u);
+    EXPECT_NEAR(std::count(maps_.tables[id].begin(), maps_.tables[id].end(), b0), 188, 2);  // 3/4 of 251
+}
+
+// Programs a mix of services, then hands the maps to a new programmer as a restarted agent would.
+TEST_F(LbProgrammerTest, AdoptTakesOverIdsGensAndWeightsSoTheSameSpecsWriteNothing) {
+    std::vector<ServiceSpec> specs = {svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2", "10.0.0.3"}),
+                                      svc("10.96.0.1", 80, {"10.0.0.1"}),
+                                      svc("fd00::10", 53, {"fd00::1", "fd00::2"}, IPPROTO_UDP)};
+    specs[0].backends[1].weight = 5;
+    specs[0].backends[2].draining = true;
+    specs[1].flags = KXLB_SVC_F_SOCKET_LB;
+    std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
+    std::uint32_t max_gen = 0;
+    {
+        auto lb = make();
+        for (const auto& s : specs) ASSERT_TRUE(lb.upsert_service(s));
+        ASSERT_TRUE(lb.remove_service(specs[1].frontend));  // leaves a hole in the ids
+        ASSERT_TRUE(lb.upsert_service(specs[1]));
+        tables = maps_.tables;
+        for (const auto& [id, be] : maps_.backends) max_gen = std::max(max_gen, be.gen);
+    }
+    const auto backends = maps_.backends;
+    LbProgrammerOptions o;
+    o.maglev_size = kSize;
+    o.hash_seed = 99;
+    auto adopted = LbProgrammer::adopt(maps_, o);
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    EXPECT_EQ(adopted->service_count(), 3u);
+    const int writes = maps_.writes;
+    for (const auto& s : specs) ASSERT_TRUE(adopted->upsert_service(s));
+    EXPECT_EQ(maps_.writes, writes) << "re-applying the adopted state must not touch the maps";
+    // The tables it would compute are the ones in the maps.
+    for (const auto& s : specs) {
+        const auto* st = adopted->service(s.frontend);
+        ASSERT_NE(st, nullptr);
+        EXPECT_EQ(adopted->maglev_table(st->spec, st->backend_ids).value(), tables.at(st->id)) << s.frontend.str();
+    }
+    // A change after adoption keeps the ids of unchanged backends and hands out fresh gens.
+    auto more = specs[0];
+    more.backends.push_back(BackendSpec{IpAddr::parse("10.0.0.9").value(), 8080, 1, false});
+    ASSERT_TRUE(adopted->upsert_service(more));
+    for (const auto& [id, be] : backends) EXPECT_EQ(maps_.backends.at(id).gen, be.gen);
+    const auto new_id = *adopted->backend_id(more.frontend, more.backends[3].identity());
+    EXPECT_EQ(backends.count(new_id), 0u);
+    EXPECT_GT(maps_.backends.at(new_id).gen, max_gen);
+    expect_consistent();
+}
+
+TEST_F(LbProgrammerTest, AdoptClearsBackendsOfServicesThatAreGone) {
+    {
+        auto lb = make();
+        ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2"})));
+    }
+    maps_.services.clear();  // e.g. a crash between removing the frontend and its backends
+    auto adopted = LbProgrammer::adopt(maps_, LbProgrammerOptions{kSize, 99});
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    EXPECT_EQ(adopted->service_count(), 0u);
+    EXPECT_TRUE(maps_.backends.empty());
+}
+
+TEST_F(LbProgrammerTest, AdoptRefusesStateItCouldNotHaveWritten) {
+    {
+        auto lb = make();
+        ASSERT_TRUE(lb.upsert_service(svc("10.96.0.1", 443, {"10.0.0.1"})));
+        ASSERT_TRUE(lb.upsert_service(svc("10.96.0.2", 443, {"10.0.0.1"})));
+    }
+    for (auto& [key, s] : maps_.services) s.id = 7;  // two frontends claim one id
+    const int writes = maps_.writes;
+    auto adopted = LbProgrammer::adopt(maps_, LbProgrammerOptions{kSize, 99});
+    ASSERT_FALSE(adopted);
+    EXPECT_NE(adopted.error().message.find("id 7 is already allocated"), std::string::npos) << adopted.error().message;
+    EXPECT_EQ(maps_.writes, writes);
+    maps_.fail_reads = true;
+    auto unreadable = LbProgrammer::adopt(maps_, LbProgrammerOptions{kSize, 99});
+    ASSERT_FALSE(unreadable);
+    EXPECT_EQ(unreadable.error().message, "adopt: fake read_services: Input/output error");
 }
 
 TEST(LbProgrammerOptionsTest, RejectsNonPrimeTable) {

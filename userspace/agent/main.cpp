@@ -1,87 +1,76 @@
-// kxlb-agent entry point. Current scope: load the embedded XDP datapath, attach it natively (or
-// generic, only when asked) to the given interfaces, and log what the parser sees until signalled.
-// Configuration, health probes, reconciling and pinning come with the agent issue.
-#include <net/if.h>
-#include <signal.h>
+// kxlb-agent entry point: parse flags, load and validate the configuration, then either check it,
+// uninstall the pinned datapath, or run the agent until SIGINT/SIGTERM (leaving the datapath pinned
+// so the next agent adopts it without dropping a connection).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
-#include <csignal>
-#include <thread>
-#include <vector>
 
+#include "agent/agent.hpp"
+#include "agent/logging.hpp"
 #include "lib/libbpf_log.hpp"
-#include "lib/xdp_programs.hpp"
-
-namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
-
-void log_stats(const kxlb::ParseStats& stats) {
-    std::string line;
-    for (std::size_t i = 0; i < kxlb::kParseStatCount; ++i) {
-        if (stats.by_id[i].packets == 0) continue;
-        line += fmt::format(" {}={}", kxlb::kParseStatNames[i], stats.by_id[i].packets);
-    }
-    spdlog::info("parser:{}", line.empty() ? " (no traffic)" : line);
-}
-
-}  // namespace
+#include "lib/pinning.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"kxlb-agent: kernel-accelerated L4 load balancer node agent"};
-    std::vector<std::string> interfaces;
-    bool generic = false;
-    double interval_s = 5.0;
-    std::string level = "info";
-    app.add_option("-i,--interface", interfaces, "Interface to attach the XDP datapath to")->required();
-    app.add_flag("--xdp-generic", generic, "Attach in generic (skb) mode instead of native; slow, logs a warning");
-    app.add_option("--stats-interval", interval_s, "Seconds between counter log lines")->check(CLI::Range(0.1, 3600.0));
-    app.add_option("--log-level", level, "trace|debug|info|warn|error")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+    std::string config_path;
+    std::string pin_path;
+    bool check = false;
+    bool uninstall = false;
+    app.add_option("-c,--config", config_path, "Agent configuration (YAML, see docs/agent.md)");
+    app.add_flag("--check", check, "Validate the configuration and exit (0: valid)");
+    app.add_flag("--uninstall", uninstall,
+                 "Detach every kxlb program and remove all pinned maps and links (drops established flows)");
+    app.add_option("--pin-path", pin_path, "With --uninstall and no --config: the pin path (default /sys/fs/bpf/kxlb)");
     app.set_version_flag("--version", KXLB_VERSION);
     CLI11_PARSE(app, argc, argv);
 
-    spdlog::set_level(spdlog::level::from_str(level));
     kxlb::route_libbpf_log_to_spdlog();
-    const auto mode = generic ? kxlb::XdpMode::Generic : kxlb::XdpMode::Native;
-    if (generic) spdlog::warn("XDP generic mode requested: packets take the slow skb path");
-
-    auto prog = kxlb::XdpLbProgram::load();
-    if (!prog) {
-        spdlog::error("loading the datapath failed: {}", prog.error().message);
+    if (uninstall) {
+        std::string root = pin_path.empty() ? kxlb::agent::AgentConfig{}.pin_path : pin_path;
+        if (!config_path.empty() && pin_path.empty()) {
+            auto cfg = kxlb::agent::load_config(config_path);
+            if (!cfg) {
+                spdlog::error("{}", cfg.error().message);
+                return 2;
+            }
+            root = cfg->pin_path;
+        }
+        auto removed = kxlb::remove_pinned(kxlb::PinLayout{root});
+        if (!removed) {
+            spdlog::error("uninstall: {}", removed.error().message);
+            return 1;
+        }
+        spdlog::info("uninstalled: removed {} pinned objects under {}", *removed, root);
+        return 0;
+    }
+    if (config_path.empty()) {
+        spdlog::error("--config is required (see kxlb-agent --help)");
+        return 2;
+    }
+    auto cfg = kxlb::agent::load_config(config_path);
+    if (cfg) {
+        if (auto st = kxlb::agent::check_supported(*cfg); !st) cfg = st.error();
+    }
+    if (!cfg) {
+        spdlog::error("invalid configuration:\n{}", cfg.error().message);
+        return 2;
+    }
+    if (check) {
+        spdlog::info("{}: valid ({} services)", config_path, cfg->services.size());
+        return 0;
+    }
+    if (auto st = kxlb::agent::configure_logging(cfg->log_level, cfg->log_format); !st) {
+        spdlog::error("{}", st.error().message);
+        return 2;
+    }
+    auto agent = kxlb::agent::Agent::start(std::move(cfg).value(), config_path);
+    if (!agent) {
+        spdlog::error("start-up failed: {}", agent.error().message);
         return 1;
     }
-    std::vector<kxlb::Link> links;
-    for (const auto& name : interfaces) {
-        unsigned idx = if_nametoindex(name.c_str());
-        if (idx == 0) {
-            spdlog::error("interface {}: not found", name);
-            return 1;
-        }
-        auto link = prog->attach(static_cast<int>(idx), mode);
-        if (!link) {
-            spdlog::error("interface {}: {}", name, link.error().message);
-            return 1;
-        }
-        spdlog::info("attached to {} (ifindex {}, {} mode)", name, idx, kxlb::to_string(mode));
-        links.push_back(std::move(link).value());
+    if (auto st = (*agent)->run(); !st) {
+        spdlog::error("event loop: {}", st.error().message);
+        return 1;
     }
-
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    const auto interval = std::chrono::duration<double>(interval_s);
-    auto next = std::chrono::steady_clock::now() + interval;
-    while (!g_stop) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        if (std::chrono::steady_clock::now() < next) continue;
-        next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
-        if (auto stats = prog->parse_stats(); stats) log_stats(*stats);
-        else spdlog::warn("reading counters: {}", stats.error().message);
-    }
-    if (auto stats = prog->parse_stats(); stats) log_stats(*stats);
-    spdlog::info("detaching and exiting");
     return 0;
 }

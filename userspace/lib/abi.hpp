@@ -17,7 +17,8 @@ static_assert(offsetof(kxlb_counter, bytes) == 8);
 static_assert(sizeof(kxlb_vip_key) == 20 && offsetof(kxlb_vip_key, port) == 16 && offsetof(kxlb_vip_key, family) == 19);
 static_assert(sizeof(kxlb_service) == 8);
 static_assert(sizeof(kxlb_vip_addr_key) == 20);
-static_assert(sizeof(kxlb_backend) == 24 && offsetof(kxlb_backend, gen) == 20);
+static_assert(sizeof(kxlb_backend) == 32 && offsetof(kxlb_backend, gen) == 20 && offsetof(kxlb_backend, svc_id) == 24 &&
+              offsetof(kxlb_backend, weight) == 28);
 static_assert(sizeof(kxlb_flow_key) == 40 && offsetof(kxlb_flow_key, sport) == 32 &&
               offsetof(kxlb_flow_key, family) == 37);
 static_assert(sizeof(kxlb_nexthop) == 16);

@@ -38,6 +38,18 @@ public:
         }
     }
 
+    // Marks a specific id as allocated (adopting ids a previous process handed out).
+    // Fails if it is out of range or already allocated.
+    Status reserve(std::uint32_t id) {
+        if (id >= capacity_) return Error{ERANGE, "id " + std::to_string(id) + " is out of range"};
+        if (id >= next_) {
+            for (auto i = next_; i < id; ++i) free_.insert(i);
+            next_ = id + 1;
+            return {};
+        }
+        if (free_.erase(id) == 0) return Error{EEXIST, "id " + std::to_string(id) + " is already allocated"};
+        return {};
+    }
     std::uint32_t capacity() const { return capacity_; }
 
 private:

@@ -91,4 +91,20 @@ Status BpfLbMaps::add_tx_port(std::uint32_t ifindex) {
     return {};
 }
 
+Result<std::vector<LbMaps::ServiceEntry>> BpfLbMaps::read_services() const {
+    std::vector<ServiceEntry> out;
+    auto st = services_.for_each([&](const kxlb_vip_key& k, const kxlb_service& v) { out.emplace_back(k, v); });
+    if (!st) return st.error();
+    return out;
+}
+
+Result<std::vector<LbMaps::BackendEntry>> BpfLbMaps::read_backends() const {
+    std::vector<BackendEntry> out;
+    auto st = backends_.for_each([&](std::uint32_t id, const kxlb_backend& v) {
+        if (v.family != 0) out.emplace_back(id, v);
+    });
+    if (!st) return st.error();
+    return out;
+}
+
 }  // namespace kxlb

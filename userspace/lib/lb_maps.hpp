@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "lib/abi.hpp"
 #include "lib/bpf_map.hpp"
@@ -29,6 +31,13 @@ public:
     // Allows XDP_REDIRECT to ifindex. The kernel resolves ifindex in the caller's network namespace:
     // call it from the namespace of the interface.
     virtual Status add_tx_port(std::uint32_t ifindex) = 0;
+
+    // Read side, for adopting maps a previous agent programmed (see LbProgrammer::adopt).
+    using ServiceEntry = std::pair<kxlb_vip_key, kxlb_service>;
+    using BackendEntry = std::pair<std::uint32_t, kxlb_backend>;
+    virtual Result<std::vector<ServiceEntry>> read_services() const = 0;
+    // Only ids in use (family != 0).
+    virtual Result<std::vector<BackendEntry>> read_backends() const = 0;
 };
 
 // File descriptors of the datapath maps (owned by the program's skeleton or by pinned-map fds).
@@ -52,6 +61,8 @@ public:
     Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) override;
     Status set_frontend_filter(const kxlb_frontend_filter& filter) override;
     Status add_tx_port(std::uint32_t ifindex) override;
+    Result<std::vector<ServiceEntry>> read_services() const override;
+    Result<std::vector<BackendEntry>> read_backends() const override;
 
 private:
     BpfLbMaps(TypedMap<std::uint32_t, kxlb_config> config, TypedMap<kxlb_vip_key, kxlb_service> services,

@@ -16,14 +16,25 @@ kxlb_vip_addr_key vip_addr_key(const IpAddr& a) {
     return k;
 }
 
-kxlb_backend backend_value(const BackendSpec& be, std::uint32_t gen) {
+kxlb_backend backend_value(const BackendSpec& be, std::uint32_t svc_id, std::uint32_t gen) {
     kxlb_backend v{};
     be.addr.to_words(v.addr);
     v.port = htons(be.port);
     v.family = be.addr.family;
     v.flags = be.draining ? KXLB_BE_F_DRAINING : 0;
     v.gen = gen;
+    v.svc_id = svc_id;
+    v.weight = be.weight;
     return v;
+}
+
+BackendSpec backend_spec(const kxlb_backend& v) {
+    BackendSpec be;
+    be.addr = IpAddr::from_words(v.family, v.addr);
+    be.port = ntohs(v.port);
+    be.weight = v.weight;
+    be.draining = (v.flags & KXLB_BE_F_DRAINING) != 0;
+    return be;
 }
 
 }  // namespace
@@ -35,6 +46,50 @@ Result<LbProgrammer> LbProgrammer::create(LbMaps& maps, LbProgrammerOptions opts
     if (opts.max_services > KXLB_MAX_SERVICES || opts.max_backends > KXLB_MAX_BACKENDS)
         return Error::invalid("service/backend limits exceed the datapath's map sizes");
     return LbProgrammer(maps, opts);
+}
+
+Result<LbProgrammer> LbProgrammer::adopt(LbMaps& maps, LbProgrammerOptions opts) {
+    auto created = create(maps, opts);
+    if (!created) return created.error();
+    LbProgrammer p = std::move(created).value();
+    auto services = maps.read_services();
+    if (!services) return Error{services.error().code, "adopt: " + services.error().message};
+    auto backends = maps.read_backends();
+    if (!backends) return Error{backends.error().code, "adopt: " + backends.error().message};
+
+    std::map<std::uint32_t, Frontend> by_id;
+    for (const auto& [key, svc] : *services) {
+        const Frontend fe = Frontend::from_key(key);
+        if (auto s = p.svc_ids_.reserve(svc.id); !s)
+            return Error::invalid("adopt: service " + fe.str() + " has id " + std::to_string(svc.id) + ": " +
+                                  s.error().message);
+        by_id.emplace(svc.id, fe);
+        ServiceSpec spec;
+        spec.frontend = fe;
+        spec.flags = svc.flags;
+        p.services_.emplace(fe, ServiceState{svc.id, std::move(spec), {}, {}});
+        ++p.vip_refs_[VipAddr{fe.addr.family, fe.addr.bytes}];
+    }
+    std::uint32_t max_gen = 0;
+    std::vector<std::uint32_t> orphans;
+    for (const auto& [id, be] : *backends) {
+        if (auto s = p.backend_ids_.reserve(id); !s)
+            return Error::invalid("adopt: backend id " + std::to_string(id) + ": " + s.error().message);
+        max_gen = std::max(max_gen, be.gen);
+        auto owner = by_id.find(be.svc_id);
+        if (owner == by_id.end()) {
+            orphans.push_back(id);
+            continue;
+        }
+        auto& st = p.services_.at(owner->second);
+        st.spec.backends.push_back(backend_spec(be));
+        st.backend_ids.push_back(id);
+        st.backend_gens.push_back(be.gen);
+    }
+    p.next_gen_ = max_gen + 1 == 0 ? 1 : max_gen + 1;
+    // A backend whose service is gone is unreachable through any table; free its id.
+    for (auto id : orphans) p.drop_backend(id);
+    return p;
 }
 
 const LbProgrammer::ServiceState* LbProgrammer::service(const Frontend& fe) const {
@@ -118,6 +173,7 @@ Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
     auto existing = services_.find(spec.frontend);
     const bool is_new = existing == services_.end();
     const ServiceState* old = is_new ? nullptr : &existing->second;
+    if (old && old->spec == spec) return old->id;
 
     std::uint32_t svc_id;
     if (is_new) {
@@ -130,12 +186,14 @@ Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
 
     // 1. Backends first: a table must never name an id the datapath cannot resolve.
     std::vector<std::uint32_t> created;
+    std::vector<std::pair<std::uint32_t, kxlb_backend>> rewritten;  // (id, previous value)
     bool table_swapped = false;
     auto rollback = [&](const Error& e) -> Result<std::uint32_t> {
         if (table_swapped) {
             if (old) (void)program_table(svc_id, old->spec, old->backend_ids);
             else (void)maps_->swap_maglev(svc_id, {});
         }
+        for (const auto& [id, value] : rewritten) (void)maps_->put_backend(id, value);
         for (auto id : created) drop_backend(id);
         if (is_new) svc_ids_.release(svc_id);
         return e;
@@ -148,8 +206,10 @@ Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
                 if (old->spec.backends[i].identity() == be.identity()) prev = i;
         if (prev) {
             const auto id = old->backend_ids[*prev], gen = old->backend_gens[*prev];
-            if (old->spec.backends[*prev].draining != be.draining)
-                if (auto s = maps_->put_backend(id, backend_value(be, gen)); !s) return rollback(s.error());
+            if (!(old->spec.backends[*prev] == be)) {
+                if (auto s = maps_->put_backend(id, backend_value(be, svc_id, gen)); !s) return rollback(s.error());
+                rewritten.emplace_back(id, backend_value(old->spec.backends[*prev], svc_id, gen));
+            }
             ids.push_back(id);
             gens.push_back(gen);
             continue;
@@ -158,7 +218,7 @@ Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
         if (!id) return rollback(Error{id.error().code, "backend " + be.str() + ": " + id.error().message});
         const std::uint32_t gen = next_gen_++;
         if (next_gen_ == 0) next_gen_ = 1;  // gen 0 never names a live backend
-        if (auto s = maps_->put_backend(*id, backend_value(be, gen)); !s) {
+        if (auto s = maps_->put_backend(*id, backend_value(be, svc_id, gen)); !s) {
             backend_ids_.release(*id);
             return rollback(s.error());
         }

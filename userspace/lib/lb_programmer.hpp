@@ -37,16 +37,24 @@ public:
 
     // Fails if options are invalid (e.g. maglev_size not prime).
     static Result<LbProgrammer> create(LbMaps& maps, LbProgrammerOptions opts);
+    // Like create, but first takes over what a previous agent left in the (pinned) maps: its
+    // services, backend ids, generations and weights, so that upserting the same specs again
+    // writes nothing and established flows keep their backends. Backends whose service is gone
+    // are cleared. Fails (writing nothing) if the maps hold something this programmer could not
+    // have written (ids out of range, a backend claimed twice).
+    static Result<LbProgrammer> adopt(LbMaps& maps, LbProgrammerOptions opts);
 
     // Adds the service or replaces its flags and backends. From the datapath's point of view the
     // change is atomic (new backends are written before the table that names them, old ones
-    // cleared after). On error nothing changed. Returns the service id.
+    // cleared after). On error nothing changed. A spec equal to the programmed one writes nothing.
+    // Returns the service id.
     Result<std::uint32_t> upsert_service(const ServiceSpec& spec);
     // Removes the service; its flows re-balance nowhere (they hit no frontend and pass).
     Status remove_service(const Frontend& fe);
 
     const ServiceState* service(const Frontend& fe) const;
     std::size_t service_count() const { return services_.size(); }
+    const std::map<Frontend, ServiceState>& services() const { return services_; }
     std::optional<std::uint32_t> backend_id(const Frontend& fe, const BackendIdentity& id) const;
     // The Maglev table currently programmed for a service (empty: none).
     Result<std::vector<std::uint32_t>> maglev_table(const ServiceSpec& spec,

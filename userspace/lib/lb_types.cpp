@@ -69,6 +69,10 @@ kxlb_vip_key Frontend::key() const {
     return k;
 }
 
+Frontend Frontend::from_key(const kxlb_vip_key& key) {
+    return Frontend{IpAddr::from_words(key.family, key.addr), ntohs(key.port), key.proto};
+}
+
 std::string Frontend::str() const {
     std::string a = addr.family == AF_INET6 ? "[" + addr.str() + "]" : addr.str();
     return a + ":" + std::to_string(port) + "/" + proto_name(proto);

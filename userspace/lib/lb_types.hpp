@@ -40,6 +40,7 @@ struct Frontend {
     std::uint16_t port = 0;  // host order
     std::uint8_t proto = IPPROTO_TCP;
     kxlb_vip_key key() const;
+    static Frontend from_key(const kxlb_vip_key& key);
     std::string str() const;  // "10.0.0.1:443/tcp", "[fd00::1]:443/tcp"
     auto operator<=>(const Frontend&) const = default;
 };
@@ -58,6 +59,7 @@ struct ServiceSpec {
     Frontend frontend;
     std::uint32_t flags = 0;  // KXLB_SVC_F_*
     std::vector<BackendSpec> backends;
+    bool operator==(const ServiceSpec&) const = default;
 };
 
 // Checks a service for what the datapath can carry; every problem is reported, one per line.
@@ -73,6 +75,7 @@ struct LbConfig {
     std::uint32_t udp_timeout_s = 30;
     std::uint32_t tcp_timewait_s = 60;  // Linux TIME_WAIT length
     kxlb_config to_abi() const;
+    bool operator==(const LbConfig&) const = default;
 };
 
 Status validate(const LbConfig& cfg);

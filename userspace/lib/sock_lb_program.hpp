@@ -3,6 +3,8 @@
 // balanced at connect() for every process in the attached cgroup).
 #pragma once
 
+#include <linux/bpf.h>
+
 #include <array>
 #include <memory>
 #include <string>
@@ -11,6 +13,7 @@
 #include "lib/abi.hpp"
 #include "lib/bpf_link.hpp"
 #include "lib/lb_maps.hpp"
+#include "lib/pinning.hpp"
 #include "lib/result.hpp"
 
 namespace kxlb {
@@ -28,6 +31,9 @@ public:
     // Loads the hooks, reusing the service maps in `shared` (from XdpLbProgram::lb_map_fds() or
     // pinned maps) instead of creating its own.
     static Result<SockLbProgram> load(const LbMapFds& shared);
+    // Loads the hooks on the maps pinned under layout (the XDP program, loaded pinned first,
+    // created the shared ones, found here by name), pinning its own maps there too.
+    static Result<SockLbProgram> load_pinned(const PinLayout& layout);
     ~SockLbProgram();
     SockLbProgram(SockLbProgram&&) noexcept;
     SockLbProgram& operator=(SockLbProgram&&) noexcept;
@@ -35,6 +41,9 @@ public:
     // Attaches all hooks to a cgroup v2 directory (e.g. /sys/fs/cgroup/unified for the whole node).
     // All or nothing: on error, hooks attached so far are detached. Links detach when destroyed.
     Result<std::vector<Link>> attach(const std::string& cgroup_path) const;
+    // Attaches through links pinned under layout (one per hook), replacing the programs of live
+    // links in place, so a restarted agent never leaves sockets unbalanced.
+    Result<std::vector<Link>> attach_pinned(const std::string& cgroup_path, const PinLayout& layout) const;
 
     Result<std::array<std::uint64_t, kSockReasonCount>> reasons() const;
     // Connections (and unconnected datagrams) balanced to a service / backend.
@@ -44,6 +53,9 @@ public:
 private:
     struct Impl;
     explicit SockLbProgram(std::unique_ptr<Impl> impl);
+    // Exactly one of shared / pin is set.
+    static Result<SockLbProgram> load_with(const LbMapFds* shared, const PinLayout* pin);
+    std::vector<std::pair<bpf_program*, bpf_attach_type>> hooks() const;
     std::unique_ptr<Impl> impl_;
 };
 

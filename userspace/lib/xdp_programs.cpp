@@ -3,6 +3,7 @@
 #include "lib/xdp_programs.hpp"
 
 #include "lib/bpf_map.hpp"
+#include "lib/pinning.hpp"
 #include "lib/skeleton.hpp"
 #include "xdp_lb.skel.h"
 #include "xdp_pass.skel.h"
@@ -26,6 +27,8 @@ Result<XdpLbProgram> XdpLbProgram::load(const XdpLbLoadOptions& opts) {
     for (bpf_map* m : {skel.value()->maps.kxlb_ct, skel.value()->maps.kxlb_nat})
         if (int err = bpf_map__set_max_entries(m, opts.ct_entries); err != 0)
             return Error::from_errno(err, "size conntrack maps");
+    if (!opts.pin_root.empty())
+        if (auto st = use_pinned_maps(skel.value()->obj, PinLayout{opts.pin_root}); !st) return st.error();
     if (auto st = skel->load(); !st) return st.error();
     auto stats = PerCpuArray<kxlb_parse_counters>::bind(skel.value()->maps.kxlb_parse_stats);
     if (!stats) return stats.error();
@@ -39,6 +42,10 @@ XdpLbProgram& XdpLbProgram::operator=(XdpLbProgram&&) noexcept = default;
 
 int XdpLbProgram::prog_fd() const { return bpf_program__fd(impl_->skel->progs.kxlb_xdp_lb); }
 const bpf_program* XdpLbProgram::program() const { return impl_->skel->progs.kxlb_xdp_lb; }
+
+Result<Link> XdpLbProgram::attach_pinned(int ifindex, XdpMode mode, const std::string& link_path) const {
+    return attach_xdp_pinned(program(), ifindex, mode, link_path);
+}
 
 LbMapFds XdpLbProgram::lb_map_fds() const {
     const auto& m = impl_->skel->maps;

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <memory>
+#include <string>
 
 #include "lib/abi.hpp"
 #include "lib/bpf_link.hpp"
@@ -21,6 +22,9 @@ struct ParseStats {
 
 struct XdpLbLoadOptions {
     std::uint32_t ct_entries = KXLB_DEFAULT_CT_ENTRIES;  // conntrack (and reverse NAT) capacity
+    // Non-empty: reuse the maps pinned under this root (lib/pinning.hpp), pinning any that are
+    // missing. Empty: private maps that die with the program.
+    std::string pin_root;
 };
 
 // The node-NIC datapath program (bpf/xdp_lb.bpf.c) and its maps.
@@ -35,6 +39,8 @@ public:
     int prog_fd() const;
     const bpf_program* program() const;
     Result<Link> attach(int ifindex, XdpMode mode) const { return attach_xdp(program(), ifindex, mode); }
+    // Attaches through the link pinned at link_path, replacing the program of a live link in place.
+    Result<Link> attach_pinned(int ifindex, XdpMode mode, const std::string& link_path) const;
 
     Result<ParseStats> parse_stats() const;
     Status reset_parse_stats();

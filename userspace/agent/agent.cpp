@@ -1,0 +1,367 @@
+// Agent: start-up, the event loop's handlers (probes, signals, config file, netlink) and reloads.
+#include "agent/agent.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+#include <tuple>
+
+#include "agent/logging.hpp"
+
+namespace kxlb::agent {
+
+namespace {
+
+auto spec_tuple(const HealthCheckSpec& s) {
+    return std::tie(s.type, s.path, s.expected_status, s.host, s.ca_file, s.insecure, s.interval, s.timeout, s.rise,
+                    s.fall, s.port);
+}
+
+std::string backend_str(const BackendRef& r) {
+    return r.service + "/" + BackendSpec{IpAddr{r.backend.family, r.backend.addr}, r.backend.port}.str();
+}
+
+}  // namespace
+
+bool Agent::TargetKey::operator<(const TargetKey& o) const {
+    return std::tie(ref, addr, port) < std::tie(o.ref, o.addr, o.port) ||
+           (std::tie(ref, addr, port) == std::tie(o.ref, o.addr, o.port) && spec_tuple(spec) < spec_tuple(o.spec));
+}
+
+Status check_supported(const AgentConfig& cfg) {
+    std::string problems;
+    for (std::size_t i = 0; i < cfg.services.size(); ++i) {
+        const auto& s = cfg.services[i];
+        const std::string where = "services[" + std::to_string(i) + "] (" + s.name + "): ";
+        if (s.mode == ServiceMode::Dsr)
+            problems += where + "mode dsr is not implemented by this datapath yet; use fullnat\n";
+        if (s.affinity_timeout)
+            problems += where + "session_affinity is not implemented by this datapath yet; remove it\n";
+        if (!s.source_ranges.empty())
+            problems += where + "source_ranges is not implemented by this datapath yet; remove it\n";
+    }
+    if (problems.empty()) return {};
+    problems.pop_back();
+    return Error::invalid(problems);
+}
+
+LbConfig lb_config(const AgentConfig& cfg, const std::vector<LinkInfo>& links, const std::vector<AddrInfo>& addrs) {
+    LbConfig c;
+    c.hash_seed = cfg.hash_seed;
+    c.snat_port_lo = cfg.snat_port_lo;
+    c.snat_port_hi = cfg.snat_port_hi;
+    c.udp_timeout_s = static_cast<std::uint32_t>(cfg.udp_timeout.count());
+    std::vector<std::string> ifnames;
+    for (const auto& i : cfg.interfaces) ifnames.push_back(i.name);
+    for (int family : {AF_INET, AF_INET6}) {
+        std::optional<IpAddr> addr;
+        for (const auto& a : cfg.node_addresses)
+            if (a.family == family) addr = a;
+        if (cfg.node_addresses.empty()) addr = pick_node_address(family, ifnames, links, addrs);
+        if (addr) (family == AF_INET ? c.snat_v4 : c.snat_v6) = *addr;
+    }
+    return c;
+}
+
+Result<std::unique_ptr<Agent>> Agent::start(AgentConfig cfg, std::string config_path) {
+    std::unique_ptr<Agent> a(new Agent());
+    if (auto st = a->init(std::move(cfg), std::move(config_path)); !st) return st.error();
+    return a;
+}
+
+Agent::~Agent() {
+    // Probes and loop handlers go first; pinned maps and links stay for the next agent.
+    prober_.reset();
+}
+
+Status Agent::init(AgentConfig cfg, std::string config_path) {
+    cfg_ = std::move(cfg);
+    config_path_ = std::move(config_path);
+    if (auto st = check_supported(cfg_); !st) return st;
+    auto loop = EventLoop::create();
+    if (!loop) return loop.error();
+    loop_ = std::move(loop).value();
+
+    auto nl = NetlinkMonitor::open();
+    if (!nl) return Error{nl.error().code, "netlink: " + nl.error().message};
+    netlink_.emplace(std::move(nl).value());
+    auto links = netlink_->links();
+    if (!links) return links.error();
+    links_ = std::move(links).value();
+    auto addrs = netlink_->addresses();
+    if (!addrs) return addrs.error();
+    addrs_ = std::move(addrs).value();
+
+    auto dp = NodeDatapath::open(datapath_options(cfg_));
+    if (!dp) return dp.error();
+    datapath_ = std::move(dp).value();
+    spdlog::info("datapath loaded on {} ({} services adopted from a previous run)", datapath_->layout().root,
+                 datapath_->programmer().service_count());
+
+    sync_node_config();
+    if (!lb_config_) return Error::invalid("cannot program the datapath configuration");
+
+    // Backends the previous agent had drained for failing probes stay drained until probes say
+    // otherwise: a restart must not send new flows to a backend known to be down.
+    reconciler_.set_services(cfg_.services);
+    for (const auto& svc : cfg_.services)
+        for (const auto& fe : svc.frontends)
+            if (const auto* st = datapath_->programmer().service(fe))
+                for (const auto& be : st->spec.backends)
+                    if (be.draining && svc.health_check)
+                        reconciler_.set_health(BackendRef{svc.name, be.identity()}, false);
+    apply();
+
+    prober_ = std::make_unique<Prober>(*loop_, *this, static_cast<std::uint64_t>(::getpid()) ^ cfg_.hash_seed);
+    sync_probes();
+    sync_interfaces();
+
+    if (auto st = loop_->add_fd(netlink_->fd(), EPOLLIN, [this](std::uint32_t) { on_netlink(); }); !st) return st;
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&mask, s);
+    if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) return Error::from_errno(errno, "block signals");
+    signal_fd_ = UniqueFd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!signal_fd_.valid()) return Error::from_errno(errno, "signalfd");
+    if (auto st = loop_->add_fd(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); }); !st) return st;
+    if (auto st = watch_config_file(); !st) spdlog::warn("not watching the config file: {}", st.error().message);
+    return {};
+}
+
+Status Agent::run() {
+    spdlog::info("kxlb-agent {} serving {} services on {} interfaces", KXLB_VERSION, cfg_.services.size(),
+                 datapath_->attached_interfaces().size());
+    return loop_->run();
+}
+
+void Agent::apply() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto report = reconciler_.apply(datapath_->programmer());
+    ++stats_.applies;
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    if (report.upserted || report.removed)
+        spdlog::info("datapath updated: {} frontends written, {} removed in {} us", report.upserted, report.removed,
+                     us);
+    if (report.ok()) {
+        retry_delay_ = std::chrono::milliseconds(250);
+        return;
+    }
+    stats_.map_errors += report.failures.size();
+    for (const auto& f : report.failures) spdlog::error("programming {} (will retry)", f);
+    schedule_retry();
+}
+
+void Agent::schedule_retry() {
+    if (retry_timer_ || !loop_) return;
+    retry_timer_ = loop_->add_timer(retry_delay_, [this] {
+        retry_timer_.reset();
+        apply();
+    });
+    retry_delay_ = std::min(retry_delay_ * 2, std::chrono::milliseconds(30000));
+}
+
+void Agent::on_transition(TargetId id, bool healthy) {
+    auto it = target_refs_.find(id);
+    if (it == target_refs_.end()) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool changed = reconciler_.set_health(it->second, healthy);
+    spdlog::log(healthy ? spdlog::level::info : spdlog::level::warn, "backend {} is now {}", backend_str(it->second),
+                healthy ? "healthy" : "unhealthy");
+    if (!changed) {
+        if (!healthy)
+            spdlog::warn("{}: every backend is down; keeping the last healthy one serving (policy)",
+                         it->second.service);
+        return;
+    }
+    apply();
+    spdlog::info("health change of {} reached the datapath in {} us", backend_str(it->second),
+                 std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void Agent::sync_probes() {
+    std::map<TargetKey, TargetId> want;
+    for (const auto& svc : cfg_.services) {
+        if (!svc.health_check) continue;
+        for (const auto& b : svc.backends) {
+            TargetKey key{BackendRef{svc.name, BackendSpec{b.addr, b.port}.identity()}, b.addr, b.port,
+                          *svc.health_check};
+            auto it = targets_.find(key);
+            want.emplace(key, it == targets_.end() ? 0 : it->second);
+        }
+    }
+    for (const auto& [key, id] : targets_)
+        if (!want.count(key)) {
+            prober_->remove(id);
+            target_refs_.erase(id);
+        }
+    for (auto& [key, id] : want) {
+        if (id != 0) continue;
+        id = next_target_++;
+        if (auto st = prober_->add(id, key.addr, key.port, key.spec, reconciler_.healthy(key.ref)); !st) {
+            spdlog::error("health check of {}: {}", backend_str(key.ref), st.error().message);
+            continue;
+        }
+        target_refs_[id] = key.ref;
+    }
+    std::erase_if(want, [&](const auto& kv) { return !target_refs_.count(kv.second); });
+    targets_ = std::move(want);
+}
+
+void Agent::sync_interfaces() {
+    std::set<std::string> wanted;
+    for (const auto& iface : cfg_.interfaces) {
+        wanted.insert(iface.name);
+        const LinkInfo* link = nullptr;
+        for (const auto& l : links_)
+            if (l.name == iface.name) link = &l;
+        if (!link) {
+            if (datapath_->attached(iface.name)) {
+                spdlog::warn("interface {} disappeared; will re-attach when it is back", iface.name);
+                datapath_->detach(iface.name);
+            } else {
+                spdlog::warn("interface {} does not exist (yet); will attach when it appears", iface.name);
+            }
+            continue;
+        }
+        if (datapath_->attached_ifindex(iface.name) == link->ifindex) continue;
+        if (auto st = datapath_->attach(iface, link->ifindex); !st) spdlog::error("{}", st.error().message);
+        else spdlog::info("XDP attached to {} (ifindex {})", iface.name, link->ifindex);
+    }
+    for (const auto& name : datapath_->attached_interfaces())
+        if (!wanted.count(name)) {
+            datapath_->detach(name);
+            spdlog::info("XDP detached from {} (no longer configured)", name);
+        }
+}
+
+void Agent::sync_node_config() {
+    LbConfig want = lb_config(cfg_, links_, addrs_);
+    if (lb_config_ && *lb_config_ == want) return;
+    if (auto st = datapath_->set_config(want); !st) {
+        spdlog::error("datapath configuration: {}", st.error().message);
+        return;
+    }
+    spdlog::info("node addresses for full-NAT: ipv4 {} ipv6 {}", want.snat_v4.family ? want.snat_v4.str() : "(none)",
+                 want.snat_v6.family ? want.snat_v6.str() : "(none)");
+    lb_config_ = want;
+}
+
+void Agent::on_netlink() {
+    auto drained = netlink_->drain();
+    if (!drained) {
+        spdlog::error("netlink: {}", drained.error().message);
+        return;
+    }
+    bool links_changed = false, addrs_changed = false;
+    if (drained->resync_needed) {
+        links_changed = addrs_changed = true;
+    }
+    for (const auto& ev : drained->events) {
+        if (ev.kind == NetlinkEvent::Kind::LinkNew || ev.kind == NetlinkEvent::Kind::LinkDel) links_changed = true;
+        else addrs_changed = true;
+    }
+    if (links_changed) {
+        if (auto l = netlink_->links(); l) links_ = std::move(l).value();
+        else spdlog::error("netlink link dump: {}", l.error().message);
+        sync_interfaces();
+    }
+    if (addrs_changed || links_changed) {
+        if (auto a = netlink_->addresses(); a) addrs_ = std::move(a).value();
+        else spdlog::error("netlink address dump: {}", a.error().message);
+        sync_node_config();
+    }
+}
+
+void Agent::on_signal() {
+    signalfd_siginfo si{};
+    while (::read(signal_fd_.get(), &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) {
+        if (si.ssi_signo == SIGHUP) {
+            spdlog::info("SIGHUP: reloading {}", config_path_);
+            reload();
+        } else {
+            spdlog::info("{}: exiting; programs and maps stay pinned under {} for the next agent",
+                         strsignal(static_cast<int>(si.ssi_signo)), datapath_->layout().root);
+            loop_->stop();
+        }
+    }
+}
+
+Status Agent::watch_config_file() {
+    if (config_path_.empty()) return {};
+    inotify_fd_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!inotify_fd_.valid()) return Error::from_errno(errno, "inotify_init1");
+    // Watch the directory: editors and ConfigMap updates replace the file rather than write it.
+    const auto dir = std::filesystem::path(config_path_).parent_path();
+    const std::string d = dir.empty() ? "." : dir.string();
+    if (::inotify_add_watch(inotify_fd_.get(), d.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0)
+        return Error::from_errno(errno, "inotify watch " + d);
+    return loop_->add_fd(inotify_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_config_file_event(); });
+}
+
+void Agent::on_config_file_event() {
+    alignas(inotify_event) char buf[4096];
+    const std::string name = std::filesystem::path(config_path_).filename().string();
+    // Kubernetes ConfigMaps swap a "..data" symlink: any change in the directory may be ours.
+    bool ours = false;
+    for (;;) {
+        const ssize_t n = ::read(inotify_fd_.get(), buf, sizeof(buf));
+        if (n <= 0) break;
+        for (ssize_t off = 0; off < n;) {
+            const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+            if (ev->len == 0 || name == ev->name || std::string_view(ev->name) == "..data") ours = true;
+            off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
+    }
+    if (!ours || reload_timer_) return;
+    // Debounce: an editor's write-rename sequence is one change.
+    reload_timer_ = loop_->add_timer(std::chrono::milliseconds(100), [this] {
+        reload_timer_.reset();
+        spdlog::info("{} changed: reloading", config_path_);
+        reload();
+    });
+}
+
+void Agent::reload() {
+    auto next = load_config(config_path_);
+    Status ok = next ? check_supported(*next) : Status(next.error());
+    if (!ok) {
+        ++stats_.reloads_failed;
+        spdlog::error("config reload rejected, the running configuration keeps serving:\n{}", ok.error().message);
+        return;
+    }
+    AgentConfig cfg = std::move(next).value();
+    const auto restart_only = [&](const char* key, bool changed) {
+        if (changed) spdlog::warn("{} changed: takes effect when the agent restarts", key);
+    };
+    restart_only("pin_path", cfg.pin_path != cfg_.pin_path);
+    restart_only("datapath.conntrack_entries", cfg.conntrack_entries != cfg_.conntrack_entries);
+    restart_only("datapath.maglev_table_size", cfg.maglev_size != cfg_.maglev_size);
+    restart_only("datapath.hash_seed", cfg.hash_seed != cfg_.hash_seed);
+    restart_only("socket_lb.cgroup", cfg.socket_lb_cgroup != cfg_.socket_lb_cgroup);
+    restart_only("metrics.address", cfg.metrics_address != cfg_.metrics_address);
+    // Keep the restart-only settings of the running instance.
+    cfg.pin_path = cfg_.pin_path;
+    cfg.conntrack_entries = cfg_.conntrack_entries;
+    cfg.maglev_size = cfg_.maglev_size;
+    cfg.hash_seed = cfg_.hash_seed;
+    cfg.socket_lb_cgroup = cfg_.socket_lb_cgroup;
+    cfg.metrics_address = cfg_.metrics_address;
+    if (auto st = configure_logging(cfg.log_level, cfg.log_format); !st) spdlog::warn("{}", st.error().message);
+    cfg_ = std::move(cfg);
+    reconciler_.set_services(cfg_.services);
+    sync_probes();
+    sync_interfaces();
+    sync_node_config();
+    apply();
+    ++stats_.reloads_ok;
+    spdlog::info("config reloaded: {} services", cfg_.services.size());
+}
+
+}  // namespace kxlb::agent

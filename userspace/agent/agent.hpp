@@ -1,0 +1,93 @@
+// kxlb-agent's core: wires the configuration, the datapath, the reconciler, the health prober and
+// netlink into one event loop. Every change (probe decision, config reload, link or address event)
+// is applied to the BPF maps from the loop callback that observed it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/config.hpp"
+#include "agent/datapath.hpp"
+#include "agent/event_loop.hpp"
+#include "agent/netlink.hpp"
+#include "agent/prober.hpp"
+#include "agent/reconciler.hpp"
+
+namespace kxlb::agent {
+
+// Counters the agent keeps about itself (exported as metrics).
+struct AgentStats {
+    std::uint64_t reloads_ok = 0;
+    std::uint64_t reloads_failed = 0;
+    std::uint64_t map_errors = 0;  // failed frontend applies (each is retried)
+    std::uint64_t applies = 0;
+};
+
+// Features the configuration accepts but this datapath does not implement yet; the agent refuses
+// such a configuration (one line per problem) instead of silently ignoring a setting.
+Status check_supported(const AgentConfig& cfg);
+
+// The datapath-wide settings for cfg, with node addresses from cfg or else auto-detected.
+LbConfig lb_config(const AgentConfig& cfg, const std::vector<LinkInfo>& links, const std::vector<AddrInfo>& addrs);
+
+class Agent final : public Prober::Observer {
+public:
+    // Loads/adopts the datapath, programs the configured services, attaches to the interfaces that
+    // exist and starts probing. Fails (leaving what was pinned before untouched or consistent) on
+    // any error; the caller exits non-zero.
+    static Result<std::unique_ptr<Agent>> start(AgentConfig cfg, std::string config_path);
+    ~Agent() override;
+
+    // Serves until SIGINT/SIGTERM (which leave everything pinned and attached: the next agent adopts
+    // it). SIGHUP or a change of the config file reloads.
+    Status run();
+
+    const AgentStats& stats() const { return stats_; }
+
+private:
+    Agent() = default;
+    struct TargetKey {
+        BackendRef ref;
+        IpAddr addr;
+        std::uint16_t port;
+        HealthCheckSpec spec;
+        bool operator<(const TargetKey& o) const;
+    };
+
+    Status init(AgentConfig cfg, std::string config_path);
+    void on_transition(TargetId id, bool healthy) override;  // Prober::Observer
+    void apply();
+    void schedule_retry();
+    void reload();
+    void sync_probes();
+    void sync_interfaces();
+    void sync_node_config();
+    void on_netlink();
+    void on_signal();
+    Status watch_config_file();
+    void on_config_file_event();
+
+    AgentConfig cfg_;
+    std::string config_path_;
+    std::unique_ptr<EventLoop> loop_;
+    std::optional<NetlinkMonitor> netlink_;
+    std::vector<LinkInfo> links_;
+    std::vector<AddrInfo> addrs_;
+    std::unique_ptr<NodeDatapath> datapath_;
+    Reconciler reconciler_;
+    std::unique_ptr<Prober> prober_;
+    std::map<TargetKey, TargetId> targets_;
+    std::map<TargetId, BackendRef> target_refs_;
+    TargetId next_target_ = 1;
+    std::optional<LbConfig> lb_config_;
+    UniqueFd signal_fd_;
+    UniqueFd inotify_fd_;
+    std::optional<EventLoop::TimerId> retry_timer_;
+    std::optional<EventLoop::TimerId> reload_timer_;
+    std::chrono::milliseconds retry_delay_{250};
+    AgentStats stats_;
+};
+
+}  // namespace kxlb::agent

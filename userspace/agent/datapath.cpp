@@ -1,0 +1,88 @@
+// NodeDatapath: pinned load, adoption and attachment of the node's BPF programs.
+#include "agent/datapath.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+namespace kxlb::agent {
+
+DatapathOptions datapath_options(const AgentConfig& cfg) {
+    DatapathOptions o;
+    o.pin_root = cfg.pin_path;
+    o.ct_entries = cfg.conntrack_entries;
+    o.socket_lb_cgroup = cfg.socket_lb_cgroup;
+    o.lb.maglev_size = cfg.maglev_size;
+    o.lb.hash_seed = cfg.hash_seed;
+    return o;
+}
+
+Result<std::unique_ptr<NodeDatapath>> NodeDatapath::open(const DatapathOptions& opts) {
+    PinLayout layout{opts.pin_root};
+    if (auto st = prepare_pin_dirs(layout); !st) return st.error();
+    XdpLbLoadOptions xo;
+    xo.ct_entries = opts.ct_entries;
+    xo.pin_root = layout.root;
+    auto xdp = XdpLbProgram::load(xo);
+    if (!xdp) return Error{xdp.error().code, "load XDP datapath: " + xdp.error().message};
+    std::optional<SockLbProgram> sock;
+    if (!opts.socket_lb_cgroup.empty()) {
+        auto s = SockLbProgram::load_pinned(layout);
+        if (!s) return Error{s.error().code, "load socket-LB hooks: " + s.error().message};
+        sock.emplace(std::move(s).value());
+    }
+    auto maps = BpfLbMaps::bind(xdp->lb_map_fds());
+    if (!maps) return maps.error();
+    std::unique_ptr<NodeDatapath> dp(
+        new NodeDatapath(layout, std::move(xdp).value(), std::move(sock), std::move(maps).value()));
+    auto programmer = LbProgrammer::adopt(dp->maps_, opts.lb);
+    if (!programmer) return programmer.error();
+    dp->programmer_.emplace(std::move(programmer).value());
+    if (dp->sock_) {
+        auto links = dp->sock_->attach_pinned(opts.socket_lb_cgroup, layout);
+        if (!links) return Error{links.error().code, "attach socket-LB hooks: " + links.error().message};
+        dp->cgroup_links_ = std::move(links).value();
+    }
+    return dp;
+}
+
+Status NodeDatapath::attach(const InterfaceConfig& iface, int ifindex) {
+    const std::string path = layout_.xdp_link(iface.name);
+    auto link = xdp_.attach_pinned(ifindex, XdpMode::Native, path);
+    if (!link && iface.allow_generic) {
+        spdlog::warn(
+            "interface {}: native XDP failed ({}); falling back to generic mode as configured: "
+            "packets take the slow skb path",
+            iface.name, link.error().message);
+        link = xdp_.attach_pinned(ifindex, XdpMode::Generic, path);
+    }
+    if (!link) return Error{link.error().code, "interface " + iface.name + ": " + link.error().message};
+    // XDP_REDIRECT toward this interface (next hop on another NIC) needs it in the devmap.
+    if (auto st = maps_.add_tx_port(static_cast<std::uint32_t>(ifindex)); !st)
+        spdlog::warn("interface {}: adding to the redirect map: {}", iface.name, st.error().message);
+    xdp_links_.insert_or_assign(iface.name, Attached{ifindex, std::move(link).value()});
+    return {};
+}
+
+void NodeDatapath::detach(const std::string& ifname) {
+    ::unlink(layout_.xdp_link(ifname).c_str());
+    xdp_links_.erase(ifname);  // closing the last fd of an unpinned link detaches it
+}
+
+std::optional<int> NodeDatapath::attached_ifindex(const std::string& ifname) const {
+    auto it = xdp_links_.find(ifname);
+    if (it == xdp_links_.end()) return std::nullopt;
+    return it->second.ifindex;
+}
+
+std::vector<std::string> NodeDatapath::attached_interfaces() const {
+    std::vector<std::string> out;
+    for (const auto& [name, a] : xdp_links_) out.push_back(name);
+    return out;
+}
+
+Status NodeDatapath::set_config(const LbConfig& cfg) {
+    if (auto v = validate(cfg); !v) return v;
+    return maps_.set_config(cfg.to_abi());
+}
+
+}  // namespace kxlb::agent

@@ -1,0 +1,73 @@
+// The node's datapath as the agent owns it: the XDP and socket-LB programs loaded on pinned maps,
+// their pinned links, and the LbProgrammer that adopted what a previous agent left in the maps.
+// Restarting the agent re-opens all of this without a moment where a packet or a connect() finds
+// no program or an empty map.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/config.hpp"
+#include "lib/bpf_link.hpp"
+#include "lib/lb_programmer.hpp"
+#include "lib/pinning.hpp"
+#include "lib/sock_lb_program.hpp"
+#include "lib/xdp_programs.hpp"
+
+namespace kxlb::agent {
+
+struct DatapathOptions {
+    std::string pin_root;
+    std::uint32_t ct_entries = KXLB_DEFAULT_CT_ENTRIES;
+    std::string socket_lb_cgroup;  // empty: no socket-LB hooks
+    LbProgrammerOptions lb;
+};
+
+// Options derived from the agent configuration.
+DatapathOptions datapath_options(const AgentConfig& cfg);
+
+class NodeDatapath {
+public:
+    // Loads both programs on the maps pinned under opts.pin_root (creating and pinning missing ones),
+    // adopts their contents, and attaches the socket-LB hooks through pinned links (replacing the
+    // programs of live links atomically). Fails without touching live state if a pinned map has a
+    // layout this build does not understand.
+    static Result<std::unique_ptr<NodeDatapath>> open(const DatapathOptions& opts);
+
+    // Attaches XDP to the interface through its pinned link: native, or generic if native fails and
+    // iface.allow_generic (logged as a warning). Replaces the program of a live link in place.
+    Status attach(const InterfaceConfig& iface, int ifindex);
+    // Forgets the interface's link and unpins it (detaching XDP from it).
+    void detach(const std::string& ifname);
+    bool attached(const std::string& ifname) const { return xdp_links_.count(ifname) != 0; }
+    std::optional<int> attached_ifindex(const std::string& ifname) const;
+    std::vector<std::string> attached_interfaces() const;
+
+    Status set_config(const LbConfig& cfg);
+    LbProgrammer& programmer() { return *programmer_; }
+    const XdpLbProgram& xdp() const { return xdp_; }
+    const SockLbProgram* sock() const { return sock_ ? &*sock_ : nullptr; }
+    LbMapFds map_fds() const { return xdp_.lb_map_fds(); }
+    const PinLayout& layout() const { return layout_; }
+
+private:
+    NodeDatapath(PinLayout layout, XdpLbProgram xdp, std::optional<SockLbProgram> sock, BpfLbMaps maps)
+        : layout_(std::move(layout)), xdp_(std::move(xdp)), sock_(std::move(sock)), maps_(std::move(maps)) {}
+
+    struct Attached {
+        int ifindex;
+        Link link;
+    };
+    PinLayout layout_;
+    XdpLbProgram xdp_;
+    std::optional<SockLbProgram> sock_;
+    BpfLbMaps maps_;
+    std::optional<LbProgrammer> programmer_;
+    std::vector<Link> cgroup_links_;
+    std::map<std::string, Attached> xdp_links_;
+};
+
+}  // namespace kxlb::agent

@@ -1,0 +1,112 @@
+// Reconciler: configured services + health -> ServiceSpecs -> minimal LbProgrammer writes.
+#include "agent/reconciler.hpp"
+
+#include <algorithm>
+
+namespace kxlb::agent {
+
+namespace {
+
+BackendIdentity identity_of(const BackendConfig& b) { return BackendSpec{b.addr, b.port}.identity(); }
+
+}  // namespace
+
+std::uint32_t service_flags(const ServiceConfig& svc) {
+    std::uint32_t flags = 0;
+    if (svc.socket_lb) flags |= KXLB_SVC_F_SOCKET_LB;
+    if (svc.mode == ServiceMode::Dsr) flags |= KXLB_SVC_F_DSR;
+    return flags;
+}
+
+void Reconciler::set_services(std::vector<ServiceConfig> services) {
+    services_ = std::move(services);
+    // Forget health and history of backends (and services) that are gone.
+    std::set<BackendRef> live;
+    for (const auto& s : services_)
+        for (const auto& b : s.backends) live.insert(BackendRef{s.name, identity_of(b)});
+    std::erase_if(health_, [&](const auto& kv) { return !live.count(kv.first); });
+    std::map<std::string, std::set<BackendIdentity>> kept;
+    for (const auto& s : services_) {
+        auto it = last_healthy_.find(s.name);
+        if (it == last_healthy_.end()) continue;
+        std::set<BackendIdentity> still;
+        for (const auto& id : it->second)
+            if (live.count(BackendRef{s.name, id})) still.insert(id);
+        if (!still.empty()) kept.emplace(s.name, std::move(still));
+    }
+    last_healthy_ = std::move(kept);
+    for (const auto& s : services_) remember_healthy(s);
+}
+
+bool Reconciler::healthy(const BackendRef& ref) const {
+    auto it = health_.find(ref);
+    return it == health_.end() || it->second;
+}
+
+void Reconciler::remember_healthy(const ServiceConfig& svc) {
+    std::set<BackendIdentity> up;
+    for (const auto& b : svc.backends)
+        if (healthy(BackendRef{svc.name, identity_of(b)})) up.insert(identity_of(b));
+    if (!up.empty()) last_healthy_[svc.name] = std::move(up);
+}
+
+bool Reconciler::set_health(const BackendRef& ref, bool healthy_now) {
+    const auto before = desired();
+    health_[ref] = healthy_now;
+    for (const auto& s : services_)
+        if (s.name == ref.service) remember_healthy(s);
+    return desired() != before;
+}
+
+std::vector<ServiceSpec> Reconciler::desired() const {
+    std::vector<ServiceSpec> out;
+    for (const auto& svc : services_) {
+        // Which backends take new flows.
+        std::set<BackendIdentity> serving;
+        for (const auto& b : svc.backends)
+            if (healthy(BackendRef{svc.name, identity_of(b)})) serving.insert(identity_of(b));
+        if (serving.empty() && svc.all_down == AllDownPolicy::KeepLastHealthy) {
+            auto it = last_healthy_.find(svc.name);
+            if (it != last_healthy_.end()) serving = it->second;
+        }
+        for (const auto& fe : svc.frontends) {
+            ServiceSpec spec;
+            spec.frontend = fe;
+            spec.flags = service_flags(svc);
+            for (const auto& b : svc.backends) {
+                if (b.addr.family != fe.addr.family) continue;
+                spec.backends.push_back(BackendSpec{b.addr, b.port, b.weight, !serving.count(identity_of(b))});
+            }
+            // Config order carries no meaning: a reordered list must not look like a change.
+            std::sort(spec.backends.begin(), spec.backends.end(),
+                      [](const BackendSpec& a, const BackendSpec& b) { return a.identity() < b.identity(); });
+            out.push_back(std::move(spec));
+        }
+    }
+    return out;
+}
+
+ApplyReport Reconciler::apply(LbProgrammer& programmer) const {
+    ApplyReport report;
+    const auto want = desired();
+    std::set<Frontend> wanted;
+    for (const auto& s : want) wanted.insert(s.frontend);
+    // Removals first: a frontend moving between services must be free before it is re-added.
+    std::vector<Frontend> stale;
+    for (const auto& [fe, st] : programmer.services())
+        if (!wanted.count(fe)) stale.push_back(fe);
+    for (const auto& fe : stale) {
+        if (auto s = programmer.remove_service(fe); !s) report.failures.push_back(fe.str() + ": " + s.error().message);
+        else ++report.removed;
+    }
+    for (const auto& spec : want) {
+        const auto* cur = programmer.service(spec.frontend);
+        if (cur && cur->spec == spec) continue;
+        if (auto r = programmer.upsert_service(spec); !r)
+            report.failures.push_back(spec.frontend.str() + ": " + r.error().message);
+        else ++report.upserted;
+    }
+    return report;
+}
+
+}  // namespace kxlb::agent
