@@ -66,7 +66,8 @@ bool tcp_probe(Lab& lab, std::string_view ns, const std::string& ip, std::uint16
     return err == 0;
 }
 
-Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::vector<std::string>& vips) {
+Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::vector<std::string>& vips,
+                                                       Datapath datapath) {
     if (backends < 1 || backends > 9) return Error::invalid("LbScenario: 1..9 backends");
     std::unique_ptr<LbScenario> sc(new LbScenario());
     sc->n_ = backends;
@@ -104,6 +105,10 @@ Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::
     sc->nginx_.assign(static_cast<std::size_t>(backends) + 1, nullptr);
     for (int i = 1; i <= backends; ++i)
         if (auto st = sc->start_backend(i); !st) return st.error();
+    if (datapath == Datapath::None) {
+        if (auto st = sc->warm_neighbours(); !st) return st.error();
+        return sc;
+    }
 
     auto prog = XdpLbProgram::load();
     if (!prog) return prog.error();

@@ -39,7 +39,11 @@ public:
 
     // Builds everything; backends are numbered 1..n (n <= 9). vips: addresses the client routes via
     // the node (IPv4 /32 or IPv6 /128).
-    static Result<std::unique_ptr<LbScenario>> create(int backends, const std::vector<std::string>& vips);
+    // datapath: Library loads and attaches XDP on node eth0 programmed through lb(); None leaves the
+    // node bare for kxlb-agent to run there (program(), maps() and lb() must not be used then).
+    enum class Datapath { Library, None };
+    static Result<std::unique_ptr<LbScenario>> create(int backends, const std::vector<std::string>& vips,
+                                                      Datapath datapath = Datapath::Library);
     ~LbScenario();
 
     Lab& lab() { return *lab_; }

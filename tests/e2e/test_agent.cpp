@@ -1,0 +1,255 @@
+// e2e tier: the kxlb-agent binary in the netns lab. Health probes take a dead backend out of
+// rotation and bring it back; SIGKILL + restart (which also swaps in a newly loaded program) under
+// continuous traffic fails no request and keeps a long-lived TCP connection; a bad config reload
+// keeps the old state serving and a good one applies; an interface that appears, disappears and
+// comes back gets the program again.
+#include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "common/privileges.hpp"
+#include "lab/lb_scenario.hpp"
+#include "lab/netns.hpp"
+#include "lib/bpf_link.hpp"
+#include "lib/pinning.hpp"
+
+namespace kxlb {
+namespace {
+
+using lab::LbScenario;
+using namespace std::chrono_literals;
+
+constexpr const char* kVip = "10.90.0.100";
+constexpr int kIntervalMs = 200;
+constexpr int kFall = 2;
+constexpr int kRise = 2;
+
+std::string config_yaml(const std::string& pin, const std::vector<int>& backends,
+                        const std::vector<std::string>& ifaces = {"eth0"}) {
+    std::ostringstream y;
+    y << "node:\n  interfaces:\n";
+    for (const auto& i : ifaces) y << "    - name: " << i << "\n";
+    y << "pin_path: " << pin << "\n";
+    y << "socket_lb:\n  cgroup: \"\"\n";
+    y << "metrics:\n  address: \"\"\n";
+    y << "services:\n  - name: web\n    frontends:\n      - { address: " << kVip << ", port: 80, protocol: tcp }\n";
+    y << "    backends:\n";
+    for (int i : backends)
+        y << "      - { address: " << LbScenario::backend4(i) << ", port: " << LbScenario::kHttpPort << " }\n";
+    y << "    health_check:\n      type: http\n      path: /readyz\n      interval: " << kIntervalMs
+      << "ms\n      timeout: 100ms\n      rise: " << kRise << "\n      fall: " << kFall << "\n";
+    return y.str();
+}
+
+class AgentTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        KXLB_REQUIRE_ROOT();
+        pin_ = "/sys/fs/bpf/kxlb-e2e-agent-" + std::to_string(::getpid());
+        (void)remove_pinned(PinLayout{pin_});
+        auto sc = LbScenario::create(3, {kVip}, LbScenario::Datapath::None);
+        ASSERT_TRUE(sc) << sc.error().message;
+        sc_ = std::move(sc).value();
+        dir_ = std::filesystem::temp_directory_path() / ("kxlb-agent-e2e-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir_);
+        config_ = (dir_ / "agent.yaml").string();
+        write_config(config_yaml(pin_, {1, 2, 3}));
+    }
+    void TearDown() override {
+        sc_.reset();  // kills the agent(s) and nginx, deletes namespaces
+        if (!pin_.empty()) (void)remove_pinned(PinLayout{pin_});
+        if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    }
+    void write_config(const std::string& text) {
+        const auto tmp = config_ + ".tmp";
+        std::ofstream(tmp) << text;
+        std::filesystem::rename(tmp, config_);  // atomically, as a ConfigMap update would
+    }
+    lab::Process* start_agent() {
+        auto p = sc_->lab().spawn("node", {KXLB_AGENT_BIN, "--config", config_});
+        EXPECT_TRUE(p) << (p ? "" : p.error().message);
+        return p ? *p : nullptr;
+    }
+    // Body of GET /readyz through the VIP ("be1".."be3"), or "" on failure.
+    std::string get() {
+        auto r = sc_->lab().run("client", {"curl", "-s", "--max-time", "2", std::string("http://") + kVip + "/readyz"});
+        if (!r || r->exit_code != 0) return "";
+        auto out = r->out;
+        while (!out.empty() && out.back() == '\n') out.pop_back();
+        return out;
+    }
+    bool wait_serving(std::chrono::milliseconds limit) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < end) {
+            if (!get().empty()) return true;
+            std::this_thread::sleep_for(50ms);
+        }
+        return false;
+    }
+    std::map<std::string, int> spread(int n) {
+        std::map<std::string, int> hits;
+        for (int i = 0; i < n; ++i) ++hits[get()];
+        return hits;
+    }
+    XdpAttachState xdp_state(const std::string& ifname) {
+        auto idx = sc_->lab().ifindex("node", ifname);
+        if (!idx) return {};
+        auto st = sc_->lab().in_ns("node", [&] { return query_xdp(*idx); });
+        return st ? *st : XdpAttachState{};
+    }
+
+    std::string pin_;
+    std::filesystem::path dir_;
+    std::string config_;
+    std::unique_ptr<LbScenario> sc_;
+};
+
+TEST_F(AgentTest, DeadBackendLeavesRotationWithinTheProbeWindowAndComesBack) {
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output();
+    auto hits = spread(30);
+    EXPECT_EQ(hits[""], 0);
+    EXPECT_GT(hits["be1"], 0);
+    EXPECT_GT(hits["be2"], 0);
+    EXPECT_GT(hits["be3"], 0);
+
+    sc_->stop_backend(2);
+    // interval x fall + 1 s: out of rotation, no request fails after that.
+    std::this_thread::sleep_for(std::chrono::milliseconds(kIntervalMs * kFall) + 1s);
+    hits = spread(30);
+    EXPECT_EQ(hits["be2"], 0);
+    EXPECT_EQ(hits[""], 0) << agent->output();
+    EXPECT_NE(agent->output().find("is now unhealthy"), std::string::npos);
+
+    ASSERT_TRUE(sc_->start_backend(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(kIntervalMs * (kRise + 1)) + 1s);
+    hits = spread(30);
+    EXPECT_GT(hits["be2"], 0) << agent->output();
+    EXPECT_EQ(hits[""], 0);
+}
+
+TEST_F(AgentTest, KillAndRestartUnderTrafficFailsNothingAndKeepsLongConnections) {
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output();
+    const auto prog_before = xdp_state("eth0").prog_id;
+    ASSERT_NE(prog_before, 0u);
+
+    // A long-lived keep-alive connection through the VIP.
+    auto sock = sc_->lab().socket("client", AF_INET, SOCK_STREAM);
+    ASSERT_TRUE(sock);
+    sockaddr_in vip{};
+    vip.sin_family = AF_INET;
+    vip.sin_port = htons(80);
+    inet_pton(AF_INET, kVip, &vip.sin_addr);
+    ASSERT_EQ(::connect(sock->get(), reinterpret_cast<sockaddr*>(&vip), sizeof(vip)), 0) << std::strerror(errno);
+    timeval tv{3, 0};
+    ::setsockopt(sock->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    auto request = [&]() -> std::string {
+        const std::string req = "GET /readyz HTTP/1.1\r\nHost: vip\r\n\r\n";
+        if (::send(sock->get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
+        char buf[1024];
+        const ssize_t n = ::recv(sock->get(), buf, sizeof(buf), 0);
+        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    };
+    const auto first = request();
+    ASSERT_NE(first.find("200 OK"), std::string::npos) << first;
+    const auto backend = first.substr(first.size() - 4, 3);
+
+    // Continuous new connections from the client for the whole restart.
+    auto load = sc_->lab().spawn(
+        "client", {"sh", "-c",
+                   std::string("i=0; while [ $i -lt 150 ]; do curl -s -o /dev/null -m 2 -w '%{http_code}\\n' http://") +
+                       kVip + "/readyz || echo fail; i=$((i+1)); sleep 0.01; done"});
+    ASSERT_TRUE(load);
+    std::this_thread::sleep_for(300ms);
+    agent->kill(SIGKILL);
+    ASSERT_TRUE(agent->wait(2s));
+    std::this_thread::sleep_for(300ms);  // traffic flows with no agent at all
+    auto* again = start_agent();
+    ASSERT_NE(again, nullptr);
+    auto done = (*load)->wait(60s);
+    ASSERT_TRUE(done);
+    const auto out = (*load)->output();
+    std::istringstream lines(out);
+    int ok = 0, failed = 0;
+    for (std::string l; std::getline(lines, l);) (l == "200" ? ok : failed)++;
+    EXPECT_EQ(ok, 150) << out;
+    EXPECT_EQ(failed, 0) << out;
+
+    // The long-lived connection still talks to the same backend.
+    const auto later = request();
+    EXPECT_NE(later.find("200 OK"), std::string::npos) << later;
+    EXPECT_EQ(later.substr(later.size() - 4, 3), backend);
+    // The restarted agent swapped a newly loaded program into the pinned link.
+    const auto after = xdp_state("eth0");
+    EXPECT_TRUE(after.native);
+    EXPECT_NE(after.prog_id, prog_before);
+    EXPECT_NE(again->output().find("1 services adopted"), std::string::npos) << again->output();
+}
+
+TEST_F(AgentTest, BadReloadKeepsServingAndGoodReloadApplies) {
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output();
+    write_config("services:\n  - name: web\n    frontends: []\n    bogus: 1\n");
+    std::this_thread::sleep_for(500ms);
+    EXPECT_NE(agent->output().find("config reload rejected"), std::string::npos) << agent->output();
+    auto hits = spread(20);
+    EXPECT_EQ(hits[""], 0);
+    EXPECT_GT(hits["be3"], 0);
+
+    write_config(config_yaml(pin_, {1, 2}));  // be3 removed
+    std::this_thread::sleep_for(500ms);
+    EXPECT_NE(agent->output().find("config reloaded"), std::string::npos) << agent->output();
+    hits = spread(30);
+    EXPECT_EQ(hits["be3"], 0);
+    EXPECT_EQ(hits[""], 0);
+    EXPECT_GT(hits["be1"], 0);
+    EXPECT_GT(hits["be2"], 0);
+
+    // SIGHUP reloads too (same file: nothing changes, still serving).
+    agent->kill(SIGHUP);
+    std::this_thread::sleep_for(300ms);
+    EXPECT_NE(agent->output().find("SIGHUP: reloading"), std::string::npos);
+    EXPECT_EQ(spread(5)[""], 0);
+}
+
+TEST_F(AgentTest, InterfaceThatComesAndGoesGetsTheProgramBack) {
+    write_config(config_yaml(pin_, {1, 2, 3}, {"eth0", "ext0"}));
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output();
+    auto wait_attached = [&](bool want) {
+        for (int i = 0; i < 60; ++i) {
+            if ((xdp_state("ext0").prog_id != 0) == want) return true;
+            std::this_thread::sleep_for(50ms);
+        }
+        return false;
+    };
+    auto add = [&] {
+        return sc_->lab().run("node", {"ip", "link", "add", "ext0", "type", "veth", "peer", "name", "ext0p"});
+    };
+    for (int round = 0; round < 2; ++round) {
+        auto r = add();
+        ASSERT_TRUE(r && r->exit_code == 0);
+        ASSERT_TRUE(sc_->lab().run("node", {"ip", "link", "set", "ext0", "up"}));
+        EXPECT_TRUE(wait_attached(true)) << "round " << round << "\n" << agent->output();
+        ASSERT_TRUE(sc_->lab().run("node", {"ip", "link", "del", "ext0"}));
+        std::this_thread::sleep_for(200ms);
+    }
+    EXPECT_EQ(spread(5)[""], 0);  // eth0 unaffected throughout
+}
+
+}  // namespace
+}  // namespace kxlb
