@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # kxlb demo (the README's "run it" command): builds kxlb if needed and runs kxlb-demo — a network-
-# namespace lab with three nginx backends, a node running the kxlb datapath (XDP full-NAT for an
-# external client, socket-LB for a node-local client) and a health check that takes a dead backend
-# out of rotation and back. Needs root; installs missing Debian packages; cleans up after itself.
+# namespace lab with three nginx "apiservers" (https /readyz), a node running the real kxlb-agent
+# (XDP full-NAT for an external client, socket-LB for a node-local client, https health probes):
+# a dead backend leaves rotation and comes back, and the agent is SIGKILLed and restarted under
+# traffic with zero failed requests. Needs root; installs missing Debian packages; cleans up.
 #
 # Usage: sudo scripts/demo.sh        (KXLB_BUILD_DIR overrides the build dir, default: build)
 set -euo pipefail
@@ -24,5 +25,5 @@ if [ ! -f "$BUILD_DIR/build.ninja" ]; then
     cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
 echo "building kxlb-demo ..."
-ninja -C "$BUILD_DIR" kxlb-demo >/dev/null
+ninja -C "$BUILD_DIR" kxlb-demo kxlb-agent >/dev/null
 exec "$BUILD_DIR/userspace/demo/kxlb-demo" "$@"

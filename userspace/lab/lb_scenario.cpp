@@ -15,7 +15,8 @@ namespace kxlb::lab {
 
 namespace {
 
-std::string nginx_conf(const std::filesystem::path& dir, const std::string& name, std::uint16_t port) {
+std::string nginx_conf(const std::filesystem::path& dir, const std::string& name, std::uint16_t port,
+                       const std::string& cert, const std::string& key) {
     const std::string d = dir.string();
     std::string c;
     c += "worker_processes 1;\nuser root root;\npid " + d + "/nginx.pid;\nerror_log stderr warn;\n";
@@ -24,6 +25,12 @@ std::string nginx_conf(const std::filesystem::path& dir, const std::string& name
         c += std::string("    ") + t + "_temp_path " + d + "/" + t + ";\n";
     c += "    server {\n        listen " + std::to_string(port) + ";\n        listen [::]:" + std::to_string(port) +
          ";\n";
+    c += "        location = /readyz { return 200 \"" + name + "\\n\"; }\n";
+    c += "        location / { return 200 \"" + name + "\\n\"; }\n    }\n";
+    // The same answers over TLS, as an apiserver would serve /readyz.
+    const std::string tls = std::to_string(LbScenario::kHttpsPort);
+    c += "    server {\n        listen " + tls + " ssl;\n        listen [::]:" + tls + " ssl;\n";
+    c += "        ssl_certificate " + cert + ";\n        ssl_certificate_key " + key + ";\n";
     c += "        location = /readyz { return 200 \"" + name + "\\n\"; }\n";
     c += "        location / { return 200 \"" + name + "\\n\"; }\n    }\n}\n";
     return c;
@@ -102,6 +109,21 @@ Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::
         if (auto st = must(sc->lab_->run(ns, {"ethtool", "-K", "eth0", "tx", "off"}), "ethtool in " + ns); !st)
             return st.error();
 
+    // One self-signed certificate for every backend and VIP (its own CA), like a cluster CA's
+    // apiserver certificate with IP SANs.
+    std::string sans = "subjectAltName=IP:" + std::string(kNode4);
+    for (int i = 1; i <= backends; ++i) sans += ",IP:" + backend4(i) + ",IP:" + backend6(i);
+    for (const auto& vip : vips) sans += ",IP:" + vip;
+    const auto cert = (std::filesystem::path(sc->dir_.path()) / "tls.crt").string();
+    const auto key = (std::filesystem::path(sc->dir_.path()) / "tls.key").string();
+    if (auto st = must(run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-days", "2", "-subj", "/CN=kxlb-lab-apiserver", "-addext", sans, "-keyout",
+                            key, "-out", cert}),
+                       "openssl req");
+        !st)
+        return st.error();
+    sc->cert_ = cert;
+    sc->key_ = key;
     sc->nginx_.assign(static_cast<std::size_t>(backends) + 1, nullptr);
     for (int i = 1; i <= backends; ++i)
         if (auto st = sc->start_backend(i); !st) return st.error();
@@ -163,7 +185,7 @@ void LbScenario::stop_backend(int i) {
 Status LbScenario::start_backend(int i) {
     const auto dir = std::filesystem::path(dir_.path()) / backend_ns(i);
     std::filesystem::create_directories(dir);
-    std::ofstream(dir / "nginx.conf") << nginx_conf(dir, backend_ns(i), kHttpPort);
+    std::ofstream(dir / "nginx.conf") << nginx_conf(dir, backend_ns(i), kHttpPort, cert_, key_);
     auto p = lab_->spawn(backend_ns(i), {"/usr/sbin/nginx", "-p", dir.string() + "/", "-c",
                                          (dir / "nginx.conf").string(), "-g", "daemon off;"});
     if (!p) return p.error();

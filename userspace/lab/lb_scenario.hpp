@@ -33,6 +33,7 @@ public:
     static constexpr const char* kNode4 = "10.90.0.1";
     static constexpr const char* kNode6 = "fd90::1";
     static constexpr std::uint16_t kHttpPort = 8080;
+    static constexpr std::uint16_t kHttpsPort = 6443;  // same answers over TLS (self-signed, IP SANs)
     static std::string backend4(int i) { return "10.90.0.1" + std::to_string(i); }
     static std::string backend6(int i) { return "fd90::1" + std::to_string(i); }
     static std::string backend_ns(int i) { return "be" + std::to_string(i); }
@@ -51,6 +52,9 @@ public:
     BpfLbMaps& maps() { return *maps_; }
     LbProgrammer& lb() { return *programmer_; }
     int backends() const { return n_; }
+    // The PEM certificate every backend serves on kHttpsPort; it is its own CA (verify with it). Its
+    // SANs are the node, backend and VIP addresses.
+    const std::string& ca_file() const { return cert_; }
 
     // Stops / (re)starts backend i's nginx; start waits until it accepts connections.
     void stop_backend(int i);
@@ -64,6 +68,7 @@ private:
     int n_ = 0;
     std::unique_ptr<Lab> lab_;
     std::vector<Process*> nginx_;
+    std::string cert_, key_;
     std::optional<XdpLbProgram> prog_;
     std::optional<BpfLbMaps> maps_;
     std::optional<LbProgrammer> programmer_;
