@@ -24,6 +24,10 @@
 #define offsetof(type, member) __builtin_offsetof(type, member)
 #endif
 
+/* A single load the compiler may neither tear, repeat nor merge (for values userspace updates
+ * while the program runs). */
+#define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

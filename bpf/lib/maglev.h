@@ -21,14 +21,19 @@ static __always_inline int maglev_pick(__u32 svc_id, __u32 hash, __u32 *bid)
 {
 	void *table = bpf_map_lookup_elem(&kxlb_maglev, &svc_id);
 	__u32 key = KXLB_MAGLEV_SIZE_SLOT;
-	__u32 *size, *slot;
+	__u32 *size, *base, *slot;
 
 	if (!table)
 		return KXLB_R_DROP_NO_BACKEND;
 	size = bpf_map_lookup_elem(table, &key);
 	if (!size || *size == 0)
 		return KXLB_R_DROP_NO_BACKEND;
-	key = 1 + hash % *size;
+	key = KXLB_MAGLEV_ACTIVE_SLOT;
+	base = bpf_map_lookup_elem(table, &key);
+	if (!base)
+		return KXLB_R_DROP_BACKEND_MISSING;
+	/* One load of the active half: the slot read below belongs to that table. */
+	key = READ_ONCE(*base) + hash % *size;
 	slot = bpf_map_lookup_elem(table, &key);
 	if (!slot)
 		return KXLB_R_DROP_BACKEND_MISSING;

@@ -130,10 +130,16 @@ struct kxlb_service {
 	__u32 flags; /* KXLB_SVC_F_* */
 };
 
-/* Maglev tables: kxlb_maglev[service id] is an inner __u32 array of table size + 1 entries.
- * Element 0 holds the table size (a prime), elements 1..size the backend ids, so one outer-map
- * update swaps size and slots together. No inner map (or size 0): the service has no backend. */
+/* Maglev tables: kxlb_maglev[service id] is an inner __u32 array of 2 + 2 x size entries, double
+ * buffered. Element 0 holds the table size (a prime, fixed for the inner map's life), element 1
+ * the index of the first slot of the active half (2 or 2 + size); each half holds size backend ids.
+ * A table is replaced by writing the inactive half and then element 1 (one aligned 32-bit store,
+ * so a reader sees the old or the new table, never a mix); a half is rewritten only long after
+ * it stopped being active (see BpfLbMaps::swap_maglev). A new inner map (other size, or first
+ * table) is published with one outer-map update instead. No inner map (or size 0): no backend. */
 #define KXLB_MAGLEV_SIZE_SLOT 0
+#define KXLB_MAGLEV_ACTIVE_SLOT 1
+#define KXLB_MAGLEV_HEADER_SLOTS 2
 
 /* kxlb_vip_addrs key: addresses that carry at least one frontend (for counting VIP traffic the
  * datapath cannot balance: fragments, IPv4 options, IPv6 extension headers, other protocols). */

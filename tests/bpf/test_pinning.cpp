@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "common/privileges.hpp"
 #include "lib/lb_inspect.hpp"
@@ -132,6 +133,47 @@ TEST_F(PinningTest, RemovePinnedRemovesEverything) {
     ASSERT_TRUE(n) << n.error().message;
     EXPECT_GE(*n, 12);
     EXPECT_FALSE(std::filesystem::exists(layout_.root));
+}
+
+// Double-buffered Maglev tables: a quick second change publishes a fresh inner map (kernel grace
+// period); a change after the quiet time rewrites the inactive half in place and flips to it.
+TEST_F(PinningTest, MaglevTableFlipsInPlaceOnceTheOtherHalfIsQuiet) {
+    auto prog = XdpLbProgram::load(pinned());
+    ASSERT_TRUE(prog) << prog.error().message;
+    const int outer = prog->lb_map_fds().maglev;
+    auto maps = BpfLbMaps::bind(prog->lb_map_fds()).value();
+    auto inner_id = [&] {
+        std::uint32_t key = 3, id = 0;
+        EXPECT_EQ(bpf_map_lookup_elem(outer, &key, &id), 0);
+        return id;
+    };
+    auto active = [&] {
+        auto t = read_maglev_table(outer, 3);
+        EXPECT_TRUE(t) << t.error().message;
+        return t ? *t : std::vector<std::uint32_t>{};
+    };
+    const std::vector<std::uint32_t> a(251, 7), b(251, 8), c(251, 9), d(13, 5);
+    ASSERT_TRUE(maps.swap_maglev(3, a));
+    const auto first = inner_id();
+    EXPECT_EQ(active(), a);
+    ASSERT_TRUE(maps.swap_maglev(3, b));  // the never-used half: in place at once
+    EXPECT_EQ(inner_id(), first);
+    EXPECT_EQ(active(), b);
+    ASSERT_TRUE(maps.swap_maglev(3, c));  // half a was active a moment ago: new inner map
+    const auto second = inner_id();
+    EXPECT_NE(second, first);
+    EXPECT_EQ(active(), c);
+    ASSERT_TRUE(maps.swap_maglev(3, a));  // fresh map's other half: in place
+    EXPECT_EQ(inner_id(), second);
+    std::this_thread::sleep_for(BpfLbMaps::kHalfQuiesce + std::chrono::milliseconds(50));
+    ASSERT_TRUE(maps.swap_maglev(3, b));  // quiet long enough: in place again
+    EXPECT_EQ(inner_id(), second);
+    EXPECT_EQ(active(), b);
+    ASSERT_TRUE(maps.swap_maglev(3, d));  // another size: another map
+    EXPECT_NE(inner_id(), second);
+    EXPECT_EQ(active(), d);
+    ASSERT_TRUE(maps.swap_maglev(3, {}));
+    EXPECT_TRUE(active().empty());
 }
 
 }  // namespace

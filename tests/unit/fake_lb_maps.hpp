@@ -70,6 +70,16 @@ public:
         else tables[svc_id].assign(table.begin(), table.end());
         return {};
     }
+    Status swap_maglev_many(std::span<const TableUpdate> updates) override {
+        if (auto s = check("swap_maglev_many"); !s) return s;
+        ++batches;
+        for (const auto& u : updates) {
+            ++swaps;
+            if (u.table.empty()) tables.erase(u.svc_id);
+            else tables[u.svc_id].assign(u.table.begin(), u.table.end());
+        }
+        return {};
+    }
     Status set_frontend_filter(const kxlb_frontend_filter& f) override {
         if (auto s = check("set_frontend_filter"); !s) return s;
         filter = f;
@@ -99,6 +109,7 @@ public:
     std::vector<std::uint32_t> tx_ports;
     kxlb_frontend_filter filter{};
     int swaps = 0;
+    int batches = 0;  // swap_maglev_many calls
     int writes = 0;  // every write operation attempted
 
 private:

@@ -18,9 +18,9 @@ struct HealthCheckSpec {
     bool insecure = false;      // https: skip certificate verification (explicit opt-in only)
     std::chrono::milliseconds interval{2000};
     std::chrono::milliseconds timeout{1000};  // < interval
-    std::uint32_t rise = 2;  // consecutive successes that make an unhealthy backend healthy
-    std::uint32_t fall = 3;  // consecutive failures that make a healthy backend unhealthy
-    std::uint16_t port = 0;  // 0: the backend's own port
+    std::uint32_t rise = 2;                   // consecutive successes that make an unhealthy backend healthy
+    std::uint32_t fall = 3;                   // consecutive failures that make a healthy backend unhealthy
+    std::uint16_t port = 0;                   // 0: the backend's own port
     bool operator==(const HealthCheckSpec&) const = default;
 };
 

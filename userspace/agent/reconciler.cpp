@@ -20,6 +20,8 @@ std::uint32_t service_flags(const ServiceConfig& svc) {
 
 void Reconciler::set_services(std::vector<ServiceConfig> services) {
     services_ = std::move(services);
+    index_.clear();
+    for (std::size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
     // Forget health and history of backends (and services) that are gone.
     std::set<BackendRef> live;
     for (const auto& s : services_)
@@ -50,17 +52,32 @@ void Reconciler::remember_healthy(const ServiceConfig& svc) {
     if (!up.empty()) last_healthy_[svc.name] = std::move(up);
 }
 
+const ServiceConfig* Reconciler::find(const std::string& service) const {
+    auto it = index_.find(service);
+    return it == index_.end() ? nullptr : &services_[it->second];
+}
+
 bool Reconciler::set_health(const BackendRef& ref, bool healthy_now) {
-    const auto before = desired();
+    const auto before = desired(ref.service);
     health_[ref] = healthy_now;
-    for (const auto& s : services_)
-        if (s.name == ref.service) remember_healthy(s);
-    return desired() != before;
+    if (const auto* s = find(ref.service)) remember_healthy(*s);
+    return desired(ref.service) != before;
+}
+
+std::vector<ServiceSpec> Reconciler::desired(const std::string& service) const {
+    std::vector<ServiceSpec> out;
+    if (const auto* s = find(service)) desired_of(*s, out);
+    return out;
 }
 
 std::vector<ServiceSpec> Reconciler::desired() const {
     std::vector<ServiceSpec> out;
-    for (const auto& svc : services_) {
+    for (const auto& svc : services_) desired_of(svc, out);
+    return out;
+}
+
+void Reconciler::desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& out) const {
+    {
         // Which backends take new flows.
         std::set<BackendIdentity> serving;
         for (const auto& b : svc.backends)
@@ -83,7 +100,6 @@ std::vector<ServiceSpec> Reconciler::desired() const {
             out.push_back(std::move(spec));
         }
     }
-    return out;
 }
 
 ApplyReport Reconciler::apply(LbProgrammer& programmer) const {
@@ -99,14 +115,36 @@ ApplyReport Reconciler::apply(LbProgrammer& programmer) const {
         if (auto s = programmer.remove_service(fe); !s) report.failures.push_back(fe.str() + ": " + s.error().message);
         else ++report.removed;
     }
+    upsert_changed(programmer, want, report);
+    return report;
+}
+
+ApplyReport Reconciler::apply_service(LbProgrammer& programmer, const std::string& service) const {
+    ApplyReport report;
+    upsert_changed(programmer, desired(service), report);
+    return report;
+}
+
+void Reconciler::upsert_changed(LbProgrammer& programmer, const std::vector<ServiceSpec>& want, ApplyReport& report) {
+    std::vector<ServiceSpec> changed;
     for (const auto& spec : want) {
         const auto* cur = programmer.service(spec.frontend);
-        if (cur && cur->spec == spec) continue;
-        if (auto r = programmer.upsert_service(spec); !r)
-            report.failures.push_back(spec.frontend.str() + ": " + r.error().message);
-        else ++report.upserted;
+        if (!cur || !(cur->spec == spec)) changed.push_back(spec);
     }
-    return report;
+    if (changed.size() == 1) {  // the common case after a health change: no batch bookkeeping
+        if (auto r = programmer.upsert_service(changed[0]); !r)
+            report.failures.push_back(changed[0].frontend.str() + ": " + r.error().message);
+        else ++report.upserted;
+        return;
+    }
+    // Batches bound the memory of inner maps created but not yet published.
+    constexpr std::size_t kBatch = 1024;
+    for (std::size_t i = 0; i < changed.size(); i += kBatch) {
+        const std::span<const ServiceSpec> chunk(changed.data() + i, std::min(kBatch, changed.size() - i));
+        const auto failed = programmer.upsert_services(chunk);
+        for (const auto& f : failed) report.failures.push_back(f.frontend.str() + ": " + f.error.message);
+        report.upserted += static_cast<int>(chunk.size() - failed.size());
+    }
 }
 
 }  // namespace kxlb::agent

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench/agent_bench.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/ns_bench.hpp"
 #include "bench/pps_bench.hpp"
@@ -25,16 +26,19 @@ struct Args {
     bool quick = false;
     bool run_ns = true;
     bool run_pps = true;
+    bool run_agent = true;
     NsBenchOptions ns;
+    AgentBenchOptions agent;
     PpsBenchOptions pps;
 };
 
 void usage(std::FILE* f) {
     std::fprintf(
         f,
-        "usage: kxlb-bench [--quick] [--only ns|pps] [--iterations N] [--seconds S] [--threads N] [--cpu N] ...\n"
+        "usage: kxlb-bench [--quick] [--only ns|pps|agent] [--iterations N] [--seconds S] [--threads N] [--cpu N] ...\n"
         "  --quick          short run: 200000 runs per ns case, 1 s (2 rounds) per pps setup and thread count\n"
-        "  --only ns|pps    run only part A (ns/packet) or part B (packets per second)\n"
+        "  --only ns|pps|agent  run only part A (ns/packet), B (packets per second) or C (agent control plane)\n"
+        "  --services N     part C: services to program (default 10000, 10 backends each)\n"
         "  --iterations N   BPF_PROG_TEST_RUN calls per ns case (default 1000000, max 10000000)\n"
         "  --seconds S      pps time per setup and thread count (default 3, max 30)\n"
         "  --threads N      pps runs with 1..N generator threads (default 2)\n"
@@ -71,10 +75,17 @@ int parse_args(int argc, char** argv, Args& a) {
             a.pps.seconds = 1.0;
             a.pps.rounds = 2;
             a.pps.warmup = 0.2;
+            a.agent.quick = true;
         } else if (arg == "--only" && i + 1 < argc &&
-                   (std::string_view(argv[i + 1]) == "ns" || std::string_view(argv[i + 1]) == "pps")) {
-            a.run_ns = std::string_view(argv[++i]) == "ns";
-            a.run_pps = !a.run_ns;
+                   (std::string_view(argv[i + 1]) == "ns" || std::string_view(argv[i + 1]) == "pps" ||
+                    std::string_view(argv[i + 1]) == "agent")) {
+            const std::string_view part = argv[++i];
+            a.run_ns = part == "ns";
+            a.run_pps = part == "pps";
+            a.run_agent = part == "agent";
+        } else if (arg == "--services") {
+            if (!value(1, 16000, &v)) return 2;
+            a.agent.services = static_cast<int>(v);
         } else if (arg == "--iterations") {
             if (!value(1000, 1e7, &v)) return 2;
             a.ns.iterations = static_cast<std::uint64_t>(v);
@@ -226,6 +237,14 @@ int run(int argc, char** argv) {
             rc = 1;
         } else {
             print_pps(*rep);
+        }
+    }
+    if (a.run_agent && !stop_requested()) {
+        std::fprintf(stderr, "kxlb-bench: part C (agent control plane)...\n");
+        a.agent.agent_bin = KXLB_AGENT_BIN;
+        if (auto st = run_agent_bench(a.agent); !st) {
+            std::fprintf(stderr, "kxlb-bench: part C failed: %s\n", st.error().message.c_str());
+            rc = 1;
         }
     }
     return rc;

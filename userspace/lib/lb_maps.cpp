@@ -4,7 +4,13 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "lib/unique_fd.hpp"
@@ -51,8 +57,101 @@ Status BpfLbMaps::put_backend(std::uint32_t id, const kxlb_backend& be) { return
 
 Status BpfLbMaps::clear_backend(std::uint32_t id) { return backends_.update(id, kxlb_backend{}); }
 
+namespace {
+
+// Start time of the latest RCU grace period known to have completed: a background thread keeps
+// calling membarrier(MEMBARRIER_CMD_GLOBAL), i.e. synchronize_rcu(), while tables are changing.
+class GracePeriods {
+public:
+    static GracePeriods& instance() {
+        static GracePeriods* g = new GracePeriods();  // the thread lives for the process
+        return *g;
+    }
+    // Asks for a grace period to be observed soon (a half just became inactive).
+    void request() { want_.store(true, std::memory_order_relaxed); }
+    // True if a grace period that began after t has completed.
+    bool completed_after(std::chrono::steady_clock::time_point t) {
+        request();
+        if (!supported_) return std::chrono::steady_clock::now() - t >= BpfLbMaps::kHalfQuiesce;
+        return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(
+                   last_start_.load(std::memory_order_acquire))) > t;
+    }
+
+private:
+    GracePeriods() {
+        supported_ = ::syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) > 0 &&
+                     (::syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) & MEMBARRIER_CMD_GLOBAL);
+        if (supported_) std::thread([this] { run(); }).detach();
+    }
+    void run() {
+        for (;;) {
+            if (!want_.exchange(false, std::memory_order_relaxed)) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));  // idle: nobody waits
+                continue;
+            }
+            const auto start = std::chrono::steady_clock::now();
+            if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+                supported_ = false;
+                return;
+            }
+            last_start_.store(start.time_since_epoch().count(), std::memory_order_release);
+        }
+    }
+    std::atomic<bool> supported_{false};
+    std::atomic<bool> want_{false};
+    std::atomic<std::chrono::steady_clock::rep> last_start_{0};
+};
+
+// The inner map currently published for svc_id, or an invalid fd if there is none.
+Result<UniqueFd> current_inner(int outer_fd, std::uint32_t svc_id) {
+    std::uint32_t inner_id = 0;
+    if (bpf_map_lookup_elem(outer_fd, &svc_id, &inner_id) != 0) {
+        if (errno == ENOENT) return UniqueFd();
+        return Error::from_errno(errno, "look up Maglev table of service " + std::to_string(svc_id));
+    }
+    UniqueFd fd(bpf_map_get_fd_by_id(inner_id));
+    if (!fd.valid()) return Error::from_errno(errno, "open Maglev table of service " + std::to_string(svc_id));
+    return fd;
+}
+
+Result<std::uint32_t> read_slot(int fd, std::uint32_t key) {
+    std::uint32_t v = 0;
+    if (bpf_map_lookup_elem(fd, &key, &v) != 0) return Error::from_errno(errno, "read Maglev slot");
+    return v;
+}
+
+Status write_range(int fd, std::uint32_t first, std::span<const std::uint32_t> values) {
+    std::vector<std::uint32_t> keys(values.size());
+    std::iota(keys.begin(), keys.end(), first);
+    __u32 count = static_cast<__u32>(values.size());
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_update_batch(fd, keys.data(), values.data(), &count, &opts) != 0)
+        return Error::from_errno(errno, "fill Maglev table");
+    return {};
+}
+
+}  // namespace
+
+Result<std::vector<std::uint32_t>> read_maglev_table(int outer_fd, std::uint32_t svc_id) {
+    auto inner = current_inner(outer_fd, svc_id);
+    if (!inner) return inner.error();
+    if (!inner->valid()) return std::vector<std::uint32_t>{};
+    auto size = read_slot(inner->get(), KXLB_MAGLEV_SIZE_SLOT);
+    if (!size) return size.error();
+    auto base = read_slot(inner->get(), KXLB_MAGLEV_ACTIVE_SLOT);
+    if (!base) return base.error();
+    std::vector<std::uint32_t> out(*size);
+    for (std::uint32_t i = 0; i < *size; ++i) {
+        auto v = read_slot(inner->get(), *base + i);
+        if (!v) return v.error();
+        out[i] = *v;
+    }
+    return out;
+}
+
 Status BpfLbMaps::swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) {
     if (table.empty()) {
+        half_free_since_.erase(svc_id);
         if (bpf_map_delete_elem(maglev_fd_, &svc_id) != 0 && errno != ENOENT)
             return Error::from_errno(errno, "remove Maglev table of service " + std::to_string(svc_id));
         return {};
@@ -60,24 +159,90 @@ Status BpfLbMaps::swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_
     if (table.size() > KXLB_MAX_MAGLEV_SIZE)
         return Error::invalid("Maglev table of " + std::to_string(table.size()) + " slots exceeds the maximum " +
                               std::to_string(KXLB_MAX_MAGLEV_SIZE));
-    // Build the new inner table off to the side, then publish it with one outer-map update.
+    auto flipped = flip_in_place(svc_id, table);
+    if (!flipped) return flipped.error();
+    if (*flipped) return {};
+    return publish_new_table(svc_id, table);
+}
+
+Result<bool> BpfLbMaps::flip_in_place(std::uint32_t svc_id, std::span<const std::uint32_t> table) {
+    const auto now = std::chrono::steady_clock::now();
+    auto quiet = half_free_since_.find(svc_id);
+    if (quiet == half_free_since_.end()) return false;  // unknown (e.g. after a restart)
+    const bool never_active = quiet->second == std::chrono::steady_clock::time_point{};
+    if (!never_active && !GracePeriods::instance().completed_after(quiet->second)) return false;
+    auto inner = current_inner(maglev_fd_, svc_id);
+    if (!inner) return inner.error();
+    if (!inner->valid()) return false;
+    const auto size = static_cast<std::uint32_t>(table.size());
+    auto cur_size = read_slot(inner->get(), KXLB_MAGLEV_SIZE_SLOT);
+    if (!cur_size) return cur_size.error();
+    if (*cur_size != size) return false;  // another size needs another inner map
+    auto base = read_slot(inner->get(), KXLB_MAGLEV_ACTIVE_SLOT);
+    if (!base) return base.error();
+    const std::uint32_t inactive = *base == KXLB_MAGLEV_HEADER_SLOTS ? KXLB_MAGLEV_HEADER_SLOTS + size
+                                                                     : KXLB_MAGLEV_HEADER_SLOTS;
+    if (auto st = write_range(inner->get(), inactive, table); !st) return st.error();
+    const std::uint32_t key = KXLB_MAGLEV_ACTIVE_SLOT;
+    if (bpf_map_update_elem(inner->get(), &key, &inactive, BPF_ANY) != 0)
+        return Error::from_errno(errno, "switch Maglev table of service " + std::to_string(svc_id));
+    quiet->second = now;  // the half that was active until now
+    GracePeriods::instance().request();
+    return true;
+}
+
+Status BpfLbMaps::swap_maglev_many(std::span<const TableUpdate> updates) {
+    std::vector<std::uint32_t> keys;
+    std::vector<UniqueFd> fresh;
+    for (const auto& u : updates) {
+        if (u.table.empty() || u.table.size() > KXLB_MAX_MAGLEV_SIZE) {
+            if (auto st = swap_maglev(u.svc_id, u.table); !st) return st;
+            continue;
+        }
+        auto flipped = flip_in_place(u.svc_id, u.table);
+        if (!flipped) return flipped.error();
+        if (*flipped) continue;
+        auto inner = new_table(u.table);
+        if (!inner) return inner.error();
+        keys.push_back(u.svc_id);
+        fresh.push_back(std::move(inner).value());
+    }
+    if (keys.empty()) return {};
+    std::vector<std::uint32_t> fds;
+    for (const auto& f : fresh) fds.push_back(static_cast<std::uint32_t>(f.get()));
+    __u32 count = static_cast<__u32>(keys.size());
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_update_batch(maglev_fd_, keys.data(), fds.data(), &count, &opts) != 0)
+        return Error::from_errno(errno, "publish " + std::to_string(keys.size()) + " Maglev tables");
+    for (auto k : keys) half_free_since_[k] = {};  // their second halves were never active
+    return {};
+}
+
+Result<UniqueFd> BpfLbMaps::new_table(std::span<const std::uint32_t> table) {
     LIBBPF_OPTS(bpf_map_create_opts, opts);
     opts.map_flags = BPF_F_INNER_MAP;
-    const auto entries = static_cast<std::uint32_t>(table.size() + 1);
+    const auto size = static_cast<std::uint32_t>(table.size());
+    const std::uint32_t entries = KXLB_MAGLEV_HEADER_SLOTS + 2 * size;
     UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "kxlb_maglev_t", sizeof(std::uint32_t), sizeof(std::uint32_t),
                                   entries, &opts));
     if (!inner.valid()) return Error::from_errno(errno, "create Maglev table");
-    std::vector<std::uint32_t> keys(entries), values(entries);
-    std::iota(keys.begin(), keys.end(), 0u);
-    values[KXLB_MAGLEV_SIZE_SLOT] = static_cast<std::uint32_t>(table.size());
-    std::copy(table.begin(), table.end(), values.begin() + 1);
-    __u32 count = entries;
-    LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-    if (bpf_map_update_batch(inner.get(), keys.data(), values.data(), &count, &bopts) != 0)
-        return Error::from_errno(errno, "fill Maglev table");
-    int fd = inner.get();
+    std::vector<std::uint32_t> first(KXLB_MAGLEV_HEADER_SLOTS + size);
+    first[KXLB_MAGLEV_SIZE_SLOT] = size;
+    first[KXLB_MAGLEV_ACTIVE_SLOT] = KXLB_MAGLEV_HEADER_SLOTS;
+    std::copy(table.begin(), table.end(), first.begin() + KXLB_MAGLEV_HEADER_SLOTS);
+    if (auto st = write_range(inner.get(), 0, first); !st) return st.error();
+    return inner;
+}
+
+Status BpfLbMaps::publish_new_table(std::uint32_t svc_id, std::span<const std::uint32_t> table) {
+    // Build the new inner table off to the side, then publish it with one outer-map update.
+    auto inner = new_table(table);
+    if (!inner) return inner.error();
+    int fd = inner->get();
     if (bpf_map_update_elem(maglev_fd_, &svc_id, &fd, BPF_ANY) != 0)
         return Error::from_errno(errno, "publish Maglev table of service " + std::to_string(svc_id));
+    // The second half has never been active: the next change may write it at once.
+    half_free_since_[svc_id] = {};
     return {};  // the outer map now holds the table; our fd closes
 }
 

@@ -2,7 +2,9 @@
 // datapath maps goes through LbMaps. BpfLbMaps is the real implementation; unit tests use a fake.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <span>
 #include <utility>
 #include <vector>
@@ -10,6 +12,7 @@
 #include "lib/abi.hpp"
 #include "lib/bpf_map.hpp"
 #include "lib/result.hpp"
+#include "lib/unique_fd.hpp"
 
 namespace kxlb {
 
@@ -24,8 +27,17 @@ public:
     virtual Status put_backend(std::uint32_t id, const kxlb_backend& be) = 0;
     virtual Status clear_backend(std::uint32_t id) = 0;
     // Replaces the service's Maglev table in one atomic step (table: backend id per slot, size
-    // prime). An empty table removes it (the service then has no backend).
+    // prime): a packet sees the old or the new table, never a mix. An empty table removes it (the
+    // service then has no backend).
     virtual Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) = 0;
+    // swap_maglev for many services at once (for each, the same guarantee), paying the kernel's
+    // RCU grace period for publishing new inner maps once instead of once per service. On error
+    // some tables may have been replaced: the caller restores them.
+    struct TableUpdate {
+        std::uint32_t svc_id;
+        std::span<const std::uint32_t> table;
+    };
+    virtual Status swap_maglev_many(std::span<const TableUpdate> updates) = 0;
     // Replaces the frontend filter (one 8 KiB write).
     virtual Status set_frontend_filter(const kxlb_frontend_filter& filter) = 0;
     // Allows XDP_REDIRECT to ifindex. The kernel resolves ifindex in the caller's network namespace:
@@ -46,8 +58,21 @@ struct LbMapFds {
     int reasons = -1, svc_stats = -1, backend_stats = -1, frontend_filter = -1;
 };
 
+// The Maglev table of a service as the datapath reads it (its active half); empty if it has none.
+// outer_fd: the kxlb_maglev map.
+Result<std::vector<std::uint32_t>> read_maglev_table(int outer_fd, std::uint32_t svc_id);
+
 class BpfLbMaps final : public LbMaps {
 public:
+    // A half of a double-buffered table is rewritten in place only once no reader can still be
+    // using it: readers hold the active-half index for one packet, inside an RCU read-side section,
+    // so a full RCU grace period after the half stopped being active is enough. A background thread
+    // observes grace periods with membarrier(MEMBARRIER_CMD_GLOBAL) (which is synchronize_rcu());
+    // where that is unavailable, kHalfQuiesce of wall time stands in. A change before that (or
+    // the first one after a restart) publishes a fresh inner map instead, which waits for a grace
+    // period inside the kernel (milliseconds).
+    static constexpr std::chrono::seconds kHalfQuiesce{1};
+
     // Binds typed accessors (checking every map's layout against the ABI).
     static Result<BpfLbMaps> bind(const LbMapFds& fds);
 
@@ -59,6 +84,7 @@ public:
     Status put_backend(std::uint32_t id, const kxlb_backend& be) override;
     Status clear_backend(std::uint32_t id) override;
     Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) override;
+    Status swap_maglev_many(std::span<const TableUpdate> updates) override;
     Status set_frontend_filter(const kxlb_frontend_filter& filter) override;
     Status add_tx_port(std::uint32_t ifindex) override;
     Result<std::vector<ServiceEntry>> read_services() const override;
@@ -83,6 +109,13 @@ private:
     TypedMap<std::uint32_t, kxlb_frontend_filter> filter_;
     int maglev_fd_;
     int tx_ports_fd_;
+    // Per service: since when the inactive half of its table has been inactive (epoch: never was).
+    std::map<std::uint32_t, std::chrono::steady_clock::time_point> half_free_since_;
+    Status publish_new_table(std::uint32_t svc_id, std::span<const std::uint32_t> table);
+    // A filled inner map for table, not yet published.
+    Result<UniqueFd> new_table(std::span<const std::uint32_t> table);
+    // Rewrites the inactive half and flips to it; false (nothing written) if not possible in place.
+    Result<bool> flip_in_place(std::uint32_t svc_id, std::span<const std::uint32_t> table);
 };
 
 }  // namespace kxlb

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 namespace kxlb {
 
@@ -131,7 +132,7 @@ Status LbProgrammer::program_table(std::uint32_t svc_id, const ServiceSpec& spec
     return maps_->swap_maglev(svc_id, *table);
 }
 
-Status LbProgrammer::write_filter(const Frontend* extra) {
+Status LbProgrammer::write_filter(const Frontend* extra, std::span<const Frontend> more) {
     kxlb_frontend_filter f{};
     auto set = [&f](const Frontend& fe) {
         const kxlb_vip_key k = fe.key();
@@ -140,13 +141,16 @@ Status LbProgrammer::write_filter(const Frontend* extra) {
     };
     for (const auto& [fe, st] : services_) set(fe);
     if (extra) set(*extra);
+    for (const auto& fe : more) set(fe);
     return maps_->set_frontend_filter(f);
 }
 
-Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id) {
+Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id, bool write_filter_now) {
     const auto& fe = spec.frontend;
-    // The filter bit first: a frame must never find the frontend but miss its bit.
-    if (auto s = write_filter(&fe); !s) return s;
+    // The filter bit first: a frame must never find the frontend but miss its bit (a batch writes
+    // the bits of all its new frontends before calling this with write_filter_now false).
+    if (write_filter_now)
+        if (auto s = write_filter(&fe); !s) return s;
     VipAddr va{fe.addr.family, fe.addr.bytes};
     const std::uint32_t refs = vip_refs_[va] + 1;
     if (auto s = maps_->put_vip_addr(vip_addr_key(fe.addr), refs); !s) {
@@ -168,83 +172,147 @@ Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id)
     return {};
 }
 
-Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
+Result<LbProgrammer::Pending> LbProgrammer::prepare(const ServiceSpec& spec) {
     if (auto v = validate(spec); !v) return v.error();
+    Pending p;
+    p.spec = spec;
     auto existing = services_.find(spec.frontend);
-    const bool is_new = existing == services_.end();
-    const ServiceState* old = is_new ? nullptr : &existing->second;
-    if (old && old->spec == spec) return old->id;
-
-    std::uint32_t svc_id;
-    if (is_new) {
+    p.old = existing == services_.end() ? nullptr : &existing->second;
+    if (p.old) {
+        p.svc_id = p.old->id;
+    } else {
         auto id = svc_ids_.allocate();
         if (!id) return Error{id.error().code, spec.frontend.str() + ": " + id.error().message};
-        svc_id = *id;
-    } else {
-        svc_id = old->id;
+        p.svc_id = *id;
     }
-
-    // 1. Backends first: a table must never name an id the datapath cannot resolve.
-    std::vector<std::uint32_t> created;
-    std::vector<std::pair<std::uint32_t, kxlb_backend>> rewritten;  // (id, previous value)
-    bool table_swapped = false;
-    auto rollback = [&](const Error& e) -> Result<std::uint32_t> {
-        if (table_swapped) {
-            if (old) (void)program_table(svc_id, old->spec, old->backend_ids);
-            else (void)maps_->swap_maglev(svc_id, {});
-        }
-        for (const auto& [id, value] : rewritten) (void)maps_->put_backend(id, value);
-        for (auto id : created) drop_backend(id);
-        if (is_new) svc_ids_.release(svc_id);
-        return e;
-    };
-    std::vector<std::uint32_t> ids, gens;
+    // Backends first: a table must never name an id the datapath cannot resolve.
     for (const auto& be : spec.backends) {
         std::optional<std::size_t> prev;
-        if (old)
-            for (std::size_t i = 0; i < old->spec.backends.size(); ++i)
-                if (old->spec.backends[i].identity() == be.identity()) prev = i;
+        if (p.old)
+            for (std::size_t i = 0; i < p.old->spec.backends.size(); ++i)
+                if (p.old->spec.backends[i].identity() == be.identity()) prev = i;
         if (prev) {
-            const auto id = old->backend_ids[*prev], gen = old->backend_gens[*prev];
-            if (!(old->spec.backends[*prev] == be)) {
-                if (auto s = maps_->put_backend(id, backend_value(be, svc_id, gen)); !s) return rollback(s.error());
-                rewritten.emplace_back(id, backend_value(old->spec.backends[*prev], svc_id, gen));
+            const auto id = p.old->backend_ids[*prev], gen = p.old->backend_gens[*prev];
+            if (!(p.old->spec.backends[*prev] == be)) {
+                if (auto s = maps_->put_backend(id, backend_value(be, p.svc_id, gen)); !s) {
+                    rollback(p);
+                    return s.error();
+                }
+                p.rewritten.emplace_back(id, backend_value(p.old->spec.backends[*prev], p.svc_id, gen));
             }
-            ids.push_back(id);
-            gens.push_back(gen);
+            p.ids.push_back(id);
+            p.gens.push_back(gen);
             continue;
         }
         auto id = backend_ids_.allocate();
-        if (!id) return rollback(Error{id.error().code, "backend " + be.str() + ": " + id.error().message});
+        if (!id) {
+            rollback(p);
+            return Error{id.error().code, "backend " + be.str() + ": " + id.error().message};
+        }
         const std::uint32_t gen = next_gen_++;
         if (next_gen_ == 0) next_gen_ = 1;  // gen 0 never names a live backend
-        if (auto s = maps_->put_backend(*id, backend_value(be, svc_id, gen)); !s) {
+        if (auto s = maps_->put_backend(*id, backend_value(be, p.svc_id, gen)); !s) {
             backend_ids_.release(*id);
-            return rollback(s.error());
+            rollback(p);
+            return s.error();
         }
-        created.push_back(*id);
-        ids.push_back(*id);
-        gens.push_back(gen);
+        p.created.push_back(*id);
+        p.ids.push_back(*id);
+        p.gens.push_back(gen);
     }
-
-    // 2. The table, in one atomic swap.
-    if (auto s = program_table(svc_id, spec, ids); !s) return rollback(s.error());
-    table_swapped = true;
-
-    // 3. New frontends become visible last.
-    if (is_new) {
-        if (auto s = add_frontend(spec, svc_id); !s) return rollback(s.error());
-    } else if (old->spec.flags != spec.flags) {
-        if (auto s = maps_->put_service(spec.frontend.key(), kxlb_service{svc_id, spec.flags}); !s)
-            return rollback(s.error());
+    auto table = maglev_table(spec, p.ids);
+    if (!table) {
+        rollback(p);
+        return table.error();
     }
+    p.table = std::move(table).value();
+    return p;
+}
 
-    // 4. Commit: backends that left the service go away (their flows re-balance).
-    if (old)
-        for (std::size_t i = 0; i < old->backend_ids.size(); ++i)
-            if (std::find(ids.begin(), ids.end(), old->backend_ids[i]) == ids.end()) drop_backend(old->backend_ids[i]);
-    services_[spec.frontend] = ServiceState{svc_id, spec, std::move(ids), std::move(gens)};
-    return svc_id;
+void LbProgrammer::rollback(Pending& p) {
+    if (p.table_swapped) {
+        if (p.old) (void)program_table(p.svc_id, p.old->spec, p.old->backend_ids);
+        else (void)maps_->swap_maglev(p.svc_id, {});
+    }
+    for (const auto& [id, value] : p.rewritten) (void)maps_->put_backend(id, value);
+    for (auto id : p.created) drop_backend(id);
+    if (!p.old) svc_ids_.release(p.svc_id);
+}
+
+Status LbProgrammer::finish(Pending& p, bool write_filter_now) {
+    // New frontends become visible last.
+    if (!p.old) {
+        if (auto s = add_frontend(p.spec, p.svc_id, write_filter_now); !s) return s;
+    } else if (p.old->spec.flags != p.spec.flags) {
+        if (auto s = maps_->put_service(p.spec.frontend.key(), kxlb_service{p.svc_id, p.spec.flags}); !s) return s;
+    }
+    // Commit: backends that left the service go away (their flows re-balance).
+    if (p.old)
+        for (std::size_t i = 0; i < p.old->backend_ids.size(); ++i)
+            if (std::find(p.ids.begin(), p.ids.end(), p.old->backend_ids[i]) == p.ids.end())
+                drop_backend(p.old->backend_ids[i]);
+    services_[p.spec.frontend] = ServiceState{p.svc_id, p.spec, std::move(p.ids), std::move(p.gens)};
+    return {};
+}
+
+Result<std::uint32_t> LbProgrammer::upsert_service(const ServiceSpec& spec) {
+    if (const auto* cur = service(spec.frontend); cur && cur->spec == spec) return cur->id;
+    auto p = prepare(spec);
+    if (!p) return p.error();
+    // The table, in one atomic swap.
+    if (auto s = maps_->swap_maglev(p->svc_id, p->table); !s) {
+        rollback(*p);
+        return s.error();
+    }
+    p->table_swapped = true;
+    if (auto s = finish(*p, true); !s) {
+        rollback(*p);
+        return s.error();
+    }
+    return p->svc_id;
+}
+
+std::vector<LbProgrammer::Failure> LbProgrammer::upsert_services(std::span<const ServiceSpec> specs) {
+    std::vector<Failure> failures;
+    std::vector<Pending> pending;
+    std::set<Frontend> seen;
+    for (const auto& spec : specs) {
+        if (const auto* cur = service(spec.frontend); cur && cur->spec == spec) continue;
+        if (!seen.insert(spec.frontend).second) {
+            failures.push_back({spec.frontend, Error::invalid(spec.frontend.str() + " appears twice in one batch")});
+            continue;
+        }
+        auto p = prepare(spec);
+        if (!p) failures.push_back({spec.frontend, p.error()});
+        else pending.push_back(std::move(p).value());
+    }
+    if (pending.empty()) return failures;
+    std::vector<LbMaps::TableUpdate> updates;
+    for (const auto& p : pending) updates.push_back({p.svc_id, p.table});
+    if (auto s = maps_->swap_maglev_many(updates); !s) {
+        // Isolate the failure: undo everything, then apply one by one.
+        for (auto& p : pending) {
+            p.table_swapped = true;
+            rollback(p);
+        }
+        for (const auto& p : pending)
+            if (auto r = upsert_service(p.spec); !r) failures.push_back({p.spec.frontend, r.error()});
+        return failures;
+    }
+    // One filter write carrying every new frontend, before any of them becomes visible.
+    std::vector<Frontend> added;
+    for (const auto& p : pending)
+        if (!p.old) added.push_back(p.spec.frontend);
+    bool bits_written = added.empty() || static_cast<bool>(write_filter(nullptr, added));
+    for (auto& p : pending) {
+        p.table_swapped = true;
+        if (auto s = finish(p, !bits_written); !s) {
+            rollback(p);
+            failures.push_back({p.spec.frontend, s.error()});
+            bits_written = false;  // a failed frontend rewrote the filter without the batch's bits
+        }
+    }
+    return failures;
 }
 
 Status LbProgrammer::remove_service(const Frontend& fe) {

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "lib/id_allocator.hpp"
@@ -49,6 +50,15 @@ public:
     // cleared after). On error nothing changed. A spec equal to the programmed one writes nothing.
     // Returns the service id.
     Result<std::uint32_t> upsert_service(const ServiceSpec& spec);
+    // upsert_service for many services, with the same per-service guarantees, but all their tables
+    // published together (one kernel grace period instead of one per service) and the frontend
+    // filter written once: what makes programming thousands of services fast. Returns one entry per
+    // spec that failed (the others are applied).
+    struct Failure {
+        Frontend frontend;
+        Error error;
+    };
+    std::vector<Failure> upsert_services(std::span<const ServiceSpec> specs);
     // Removes the service; its flows re-balance nowhere (they hit no frontend and pass).
     Status remove_service(const Frontend& fe);
 
@@ -70,12 +80,27 @@ private:
     LbProgrammer(LbMaps& maps, LbProgrammerOptions opts)
         : maps_(&maps), opts_(opts), svc_ids_(opts.max_services), backend_ids_(opts.max_backends) {}
 
+    // One service's update between its phases (prepare -> table -> finish, or rollback).
+    struct Pending {
+        ServiceSpec spec;
+        std::uint32_t svc_id = 0;
+        const ServiceState* old = nullptr;  // null: a new service
+        std::vector<std::uint32_t> ids, gens, created;
+        std::vector<std::pair<std::uint32_t, kxlb_backend>> rewritten;  // (id, previous value)
+        std::vector<std::uint32_t> table;
+        bool table_swapped = false;
+    };
+    // Validates, allocates ids and writes the backends; computes the table. Undoes itself on error.
+    Result<Pending> prepare(const ServiceSpec& spec);
+    // Makes the frontend visible (or updates its flags) and commits. Undoes nothing on error.
+    Status finish(Pending& p, bool write_filter_now);
+    void rollback(Pending& p);
     Status program_table(std::uint32_t svc_id, const ServiceSpec& spec, const std::vector<std::uint32_t>& ids);
     // Clears a backend's map entry and frees its id (kept reserved if the clear fails).
     void drop_backend(std::uint32_t id);
-    Status add_frontend(const ServiceSpec& spec, std::uint32_t svc_id);
+    Status add_frontend(const ServiceSpec& spec, std::uint32_t svc_id, bool write_filter_now = true);
     // Writes the frontend filter for the committed services plus `extra` (a frontend being added).
-    Status write_filter(const Frontend* extra);
+    Status write_filter(const Frontend* extra, std::span<const Frontend> more = {});
 
     LbMaps* maps_;
     LbProgrammerOptions opts_;
