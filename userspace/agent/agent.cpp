@@ -1,6 +1,7 @@
 // Agent: start-up, the event loop's handlers (probes, signals, config file, netlink) and reloads.
 #include "agent/agent.hpp"
 
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -87,6 +88,9 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
     auto loop = EventLoop::create();
     if (!loop) return loop.error();
     loop_ = std::move(loop).value();
+    if (!cfg_.metrics_address.empty())
+        if (auto st = metrics_->serve(*loop_, cfg_.metrics_address); !st)
+            return Error{st.error().code, "metrics endpoint " + cfg_.metrics_address + ": " + st.error().message};
 
     auto nl = NetlinkMonitor::open();
     if (!nl) return Error{nl.error().code, "netlink: " + nl.error().message};
@@ -101,6 +105,8 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
     auto dp = NodeDatapath::open(datapath_options(cfg_));
     if (!dp) return dp.error();
     datapath_ = std::move(dp).value();
+    if (auto v = make_datapath_view(*datapath_); v) metrics_->set_datapath(std::move(v).value());
+    else spdlog::warn("metrics: no datapath counters: {}", v.error().message);
     spdlog::info("datapath loaded on {} ({} services adopted from a previous run)", datapath_->layout().root,
                  datapath_->programmer().service_count());
 
@@ -131,6 +137,11 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
     if (!signal_fd_.valid()) return Error::from_errno(errno, "signalfd");
     if (auto st = loop_->add_fd(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); }); !st) return st;
     if (auto st = watch_config_file(); !st) spdlog::warn("not watching the config file: {}", st.error().message);
+    // Parsing a large YAML document peaks far above what the agent keeps (yaml-cpp's node tree);
+    // hand the freed heap back to the kernel instead of carrying it for the agent's lifetime.
+    ::malloc_trim(0);
+    started_ = true;
+    update_readiness();
     return {};
 }
 
@@ -140,10 +151,14 @@ Status Agent::run() {
     return loop_->run();
 }
 
-void Agent::apply() {
+void Agent::apply(const std::string* service) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto report = reconciler_.apply(datapath_->programmer());
+    const auto report = service ? reconciler_.apply_service(datapath_->programmer(), *service)
+                                : reconciler_.apply(datapath_->programmer());
     ++stats_.applies;
+    metrics_->observe_reconcile(std::chrono::steady_clock::now() - t0, report.failures.size());
+    last_apply_ok_ = report.ok();
+    update_readiness();
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     if (report.upserted || report.removed)
@@ -156,6 +171,16 @@ void Agent::apply() {
     stats_.map_errors += report.failures.size();
     for (const auto& f : report.failures) spdlog::error("programming {} (will retry)", f);
     schedule_retry();
+}
+
+void Agent::update_readiness() {
+    if (!started_ || metrics_->ready()) return;  // once ready, stays ready (a retry is not an outage)
+    if (last_apply_ok_) metrics_->set_ready(true);
+    else metrics_->set_ready(false, "programming the services into the datapath failed; retrying");
+}
+
+void Agent::on_result(TargetId id, const ProbeResult& result) {
+    if (auto it = target_refs_.find(id); it != target_refs_.end()) metrics_->observe_probe(it->second, result);
 }
 
 void Agent::schedule_retry() {
@@ -171,6 +196,7 @@ void Agent::on_transition(TargetId id, bool healthy) {
     auto it = target_refs_.find(id);
     if (it == target_refs_.end()) return;
     const auto t0 = std::chrono::steady_clock::now();
+    metrics_->set_backend_health(it->second, healthy);
     const bool changed = reconciler_.set_health(it->second, healthy);
     spdlog::log(healthy ? spdlog::level::info : spdlog::level::warn, "backend {} is now {}", backend_str(it->second),
                 healthy ? "healthy" : "unhealthy");
@@ -180,7 +206,7 @@ void Agent::on_transition(TargetId id, bool healthy) {
                          it->second.service);
         return;
     }
-    apply();
+    apply(&it->second.service);
     spdlog::info("health change of {} reached the datapath in {} us", backend_str(it->second),
                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
 }
@@ -212,6 +238,14 @@ void Agent::sync_probes() {
     }
     std::erase_if(want, [&](const auto& kv) { return !target_refs_.count(kv.second); });
     targets_ = std::move(want);
+    std::set<BackendRef> refs;
+    for (const auto& svc : cfg_.services)
+        for (const auto& b : svc.backends) {
+            BackendRef ref{svc.name, BackendSpec{b.addr, b.port}.identity()};
+            metrics_->set_backend_health(ref, reconciler_.healthy(ref));
+            refs.insert(std::move(ref));
+        }
+    metrics_->retain_backends(refs);
 }
 
 void Agent::sync_interfaces() {
@@ -333,6 +367,7 @@ void Agent::reload() {
     Status ok = next ? check_supported(*next) : Status(next.error());
     if (!ok) {
         ++stats_.reloads_failed;
+        metrics_->config_reload(false);
         spdlog::error("config reload rejected, the running configuration keeps serving:\n{}", ok.error().message);
         return;
     }
@@ -361,6 +396,8 @@ void Agent::reload() {
     sync_node_config();
     apply();
     ++stats_.reloads_ok;
+    metrics_->config_reload(true);
+    ::malloc_trim(0);  // see init()
     spdlog::info("config reloaded: {} services", cfg_.services.size());
 }
 

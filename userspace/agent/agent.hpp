@@ -11,6 +11,7 @@
 #include "agent/config.hpp"
 #include "agent/datapath.hpp"
 #include "agent/event_loop.hpp"
+#include "agent/metrics.hpp"
 #include "agent/netlink.hpp"
 #include "agent/prober.hpp"
 #include "agent/reconciler.hpp"
@@ -58,7 +59,10 @@ private:
 
     Status init(AgentConfig cfg, std::string config_path);
     void on_transition(TargetId id, bool healthy) override;  // Prober::Observer
-    void apply();
+    void on_result(TargetId id, const ProbeResult& result) override;
+    void update_readiness();
+    // Applies every service, or only `service` (after one of its backends changed health).
+    void apply(const std::string* service = nullptr);
     void schedule_retry();
     void reload();
     void sync_probes();
@@ -88,6 +92,10 @@ private:
     std::optional<EventLoop::TimerId> reload_timer_;
     std::chrono::milliseconds retry_delay_{250};
     AgentStats stats_;
+    bool started_ = false;
+    bool last_apply_ok_ = false;
+    // Last: its HTTP connections live in loop_ and it reads datapath_, so it goes first.
+    std::unique_ptr<AgentMetrics> metrics_ = std::make_unique<AgentMetrics>();
 };
 
 }  // namespace kxlb::agent
