@@ -39,7 +39,8 @@ struct {
 struct kxlb_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KXLB_MAGLEV_HEADER_SLOTS + 2 * KXLB_MAX_MAGLEV_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP); /* tables of every size fit the one outer map */
+	/* Tables of every size fit the one outer map; userspace writes them through mmap. */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 };

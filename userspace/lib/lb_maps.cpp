@@ -8,7 +8,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <atomic>
+#include <cstring>
+#include <utility>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -120,15 +124,34 @@ Result<std::uint32_t> read_slot(int fd, std::uint32_t key) {
     return v;
 }
 
-Status write_range(int fd, std::uint32_t first, std::span<const std::uint32_t> values) {
-    std::vector<std::uint32_t> keys(values.size());
-    std::iota(keys.begin(), keys.end(), first);
-    __u32 count = static_cast<__u32>(values.size());
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    if (bpf_map_update_batch(fd, keys.data(), values.data(), &count, &opts) != 0)
-        return Error::from_errno(errno, "fill Maglev table");
-    return {};
-}
+// A Maglev inner map (BPF_F_MMAPABLE) mapped into this process: slots are written with plain
+// stores instead of one syscall element per slot. Array maps lay elements out at 8-byte strides,
+// so slot i is the 32-bit word 2 * i.
+class MappedTable {
+public:
+    static constexpr std::size_t kStride = 8 / sizeof(std::uint32_t);
+    static Result<MappedTable> map(int fd, std::uint32_t entries) {
+        const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t len = (std::size_t{entries} * 8 + page - 1) / page * page;
+        void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) return Error::from_errno(errno, "map Maglev table");
+        return MappedTable(static_cast<std::uint32_t*>(p), len);
+    }
+    MappedTable(MappedTable&& o) noexcept : p_(std::exchange(o.p_, nullptr)), len_(o.len_) {}
+    MappedTable& operator=(MappedTable&&) = delete;
+    ~MappedTable() {
+        if (p_) ::munmap(p_, len_);
+    }
+    std::uint32_t& slot(std::uint32_t i) const { return p_[i * kStride]; }
+    void write(std::uint32_t first, std::span<const std::uint32_t> values) const {
+        for (std::size_t i = 0; i < values.size(); ++i) p_[(first + i) * kStride] = values[i];
+    }
+
+private:
+    MappedTable(std::uint32_t* p, std::size_t len) : p_(p), len_(len) {}
+    std::uint32_t* p_;
+    std::size_t len_;
+};
 
 }  // namespace
 
@@ -178,14 +201,15 @@ Result<bool> BpfLbMaps::flip_in_place(std::uint32_t svc_id, std::span<const std:
     auto cur_size = read_slot(inner->get(), KXLB_MAGLEV_SIZE_SLOT);
     if (!cur_size) return cur_size.error();
     if (*cur_size != size) return false;  // another size needs another inner map
-    auto base = read_slot(inner->get(), KXLB_MAGLEV_ACTIVE_SLOT);
-    if (!base) return base.error();
-    const std::uint32_t inactive = *base == KXLB_MAGLEV_HEADER_SLOTS ? KXLB_MAGLEV_HEADER_SLOTS + size
-                                                                     : KXLB_MAGLEV_HEADER_SLOTS;
-    if (auto st = write_range(inner->get(), inactive, table); !st) return st.error();
-    const std::uint32_t key = KXLB_MAGLEV_ACTIVE_SLOT;
-    if (bpf_map_update_elem(inner->get(), &key, &inactive, BPF_ANY) != 0)
-        return Error::from_errno(errno, "switch Maglev table of service " + std::to_string(svc_id));
+    auto mapped = MappedTable::map(inner->get(), KXLB_MAGLEV_HEADER_SLOTS + 2 * size);
+    if (!mapped) return mapped.error();
+    std::atomic_ref<std::uint32_t> active(mapped->slot(KXLB_MAGLEV_ACTIVE_SLOT));
+    const std::uint32_t base = active.load(std::memory_order_relaxed);
+    const std::uint32_t inactive =
+        base == KXLB_MAGLEV_HEADER_SLOTS ? KXLB_MAGLEV_HEADER_SLOTS + size : KXLB_MAGLEV_HEADER_SLOTS;
+    mapped->write(inactive, table);
+    // Release: the new half's slots are visible before the index that points at them.
+    active.store(inactive, std::memory_order_release);
     quiet->second = now;  // the half that was active until now
     GracePeriods::instance().request();
     return true;
@@ -220,18 +244,18 @@ Status BpfLbMaps::swap_maglev_many(std::span<const TableUpdate> updates) {
 
 Result<UniqueFd> BpfLbMaps::new_table(std::span<const std::uint32_t> table) {
     LIBBPF_OPTS(bpf_map_create_opts, opts);
-    opts.map_flags = BPF_F_INNER_MAP;
+    opts.map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE;
     const auto size = static_cast<std::uint32_t>(table.size());
     const std::uint32_t entries = KXLB_MAGLEV_HEADER_SLOTS + 2 * size;
     UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "kxlb_maglev_t", sizeof(std::uint32_t), sizeof(std::uint32_t),
                                   entries, &opts));
     if (!inner.valid()) return Error::from_errno(errno, "create Maglev table");
-    std::vector<std::uint32_t> first(KXLB_MAGLEV_HEADER_SLOTS + size);
-    first[KXLB_MAGLEV_SIZE_SLOT] = size;
-    first[KXLB_MAGLEV_ACTIVE_SLOT] = KXLB_MAGLEV_HEADER_SLOTS;
-    std::copy(table.begin(), table.end(), first.begin() + KXLB_MAGLEV_HEADER_SLOTS);
-    if (auto st = write_range(inner.get(), 0, first); !st) return st.error();
-    return inner;
+    auto mapped = MappedTable::map(inner.get(), entries);
+    if (!mapped) return mapped.error();
+    mapped->slot(KXLB_MAGLEV_SIZE_SLOT) = size;
+    mapped->slot(KXLB_MAGLEV_ACTIVE_SLOT) = KXLB_MAGLEV_HEADER_SLOTS;
+    mapped->write(KXLB_MAGLEV_HEADER_SLOTS, table);
+    return inner;  // published later with an outer-map update (a full barrier)
 }
 
 Status BpfLbMaps::publish_new_table(std::uint32_t svc_id, std::span<const std::uint32_t> table) {
