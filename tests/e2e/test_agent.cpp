@@ -251,5 +251,38 @@ TEST_F(AgentTest, InterfaceThatComesAndGoesGetsTheProgramBack) {
     EXPECT_EQ(spread(5)[""], 0);  // eth0 unaffected throughout
 }
 
+TEST_F(AgentTest, NodeAddressChangeMovesTheFullNatSource) {
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output();
+    EXPECT_NE(agent->output().find("node addresses for full-NAT: ipv4 10.90.0.1 "), std::string::npos)
+        << agent->output();
+    // The node gets an address in another subnet and loses its first (deleting a primary address
+    // also deletes its subnet's secondaries): the agent follows through netlink.
+    ASSERT_TRUE(sc_->lab().run("node", {"ip", "addr", "add", "10.91.0.2/24", "dev", "eth0"}));
+    ASSERT_TRUE(sc_->lab().run("node", {"ip", "addr", "del", "10.90.0.1/24", "dev", "eth0"}));
+    bool moved = false;
+    for (int i = 0; i < 40 && !moved; ++i) {
+        moved = agent->output().find("node addresses for full-NAT: ipv4 10.91.0.2 ") != std::string::npos;
+        std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_TRUE(moved) << agent->output();
+}
+
+TEST_F(AgentTest, UninstallDetachesAndRemovesEverything) {
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output();
+    agent->kill(SIGTERM);
+    ASSERT_TRUE(agent->wait(5s));
+    EXPECT_NE(xdp_state("eth0").prog_id, 0u);  // stopping detaches nothing
+    EXPECT_FALSE(get().empty());
+    auto r = lab::run_command({KXLB_AGENT_BIN, "--uninstall", "--pin-path", pin_});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+    EXPECT_EQ(xdp_state("eth0").prog_id, 0u);
+    EXPECT_FALSE(std::filesystem::exists(pin_));
+}
+
 }  // namespace
 }  // namespace kxlb
