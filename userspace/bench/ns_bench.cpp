@@ -10,10 +10,12 @@
 #include <cstdio>
 #include <cstring>
 #include <span>
+#include <time.h>
 
 #include "bench/bench_programs.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/frames.hpp"
+#include "bench/loop_bench.hpp"
 #include "lab/lab.hpp"
 #include "lib/lb_inspect.hpp"
 #include "lib/xdp_programs.hpp"
@@ -50,13 +52,14 @@ struct Samples {
 };
 
 struct Stats {
-    double mean = 0, p50 = 0, p99 = 0;
+    double mean = 0, p50 = 0, p99 = 0, min = 0, max = 0;
 };
 
 // A case's durations and those of the xdp_pass baseline run in blocks interleaved with it.
 struct Timing {
     Stats run;
     Stats base;
+    double wall_run = 0, wall_base = 0;  // loop method: userspace wall-clock ns per run
     std::uint64_t bad = 0;
     std::string first_bad;
 };
@@ -70,6 +73,8 @@ Stats stats_of(std::vector<std::uint32_t>& d) {
     std::sort(d.begin(), d.end());
     st.p50 = d[(d.size() - 1) / 2];
     st.p99 = d[(d.size() - 1) * 99 / 100];
+    st.min = d.front();
+    st.max = d.back();
     return st;
 }
 
@@ -146,8 +151,9 @@ private:
     Result<std::unique_ptr<LbInstance>> make_lb(std::uint32_t ct_entries, std::uint32_t* svc4, std::uint32_t* svc6);
     // Runs the case and the xdp_pass baseline in kBlocks interleaved blocks (alternating which goes first), so the
     // baseline sees the same machine state; the verdict of every baseline run is checked too.
-    Result<Timing> timed(int prog_fd, const auto& make, const auto& check) {
-        constexpr std::uint64_t kBlocks = 20;
+    // Method loop: the wrappers restore `vary` (if given) or the frame make(0) writes before every run.
+    Result<Timing> timed(int prog_fd, const auto& make, const auto& check, const LoopTemplate* vary = nullptr) {
+        if (loop_) return timed_loop(prog_fd, make, check, vary);
         const std::uint32_t ifindex = static_cast<std::uint32_t>(eth0_);
         const std::uint64_t n = opts_.iterations;
         Samples run, base;
@@ -177,6 +183,101 @@ private:
         t.first_bad = run.bad ? run.first_bad : base.first_bad;
         return t;
     }
+    // Method loop: kBlocks calls of repeat_ runs each, interleaved with as many calls of bench_base (restore +
+    // XDP_PASS, alternating which goes first). Each call's last run is checked (verdict and output frame).
+    Result<Timing> timed_loop(int prog_fd, const auto& make, const auto& check, const LoopTemplate* vary) {
+        LoopTemplate t;
+        if (vary) {
+            t = *vary;
+        } else {
+            std::vector<std::uint8_t> f;
+            make(0, f);
+            if (f.size() != LoopTemplate::kBytes)
+                return Error::invalid("loop method: a frame of " + std::to_string(f.size()) + " bytes, not " +
+                                      std::to_string(LoopTemplate::kBytes));
+            std::memcpy(t.bytes.data(), f.data(), f.size());
+        }
+        loopp_->set_template(t);
+        const std::uint32_t r = repeat_;
+        std::vector<std::uint8_t> frame(t.bytes.begin(), t.bytes.end()), out(2048);
+        std::vector<std::uint32_t> run_d, base_d;
+        double run_wall = 0, base_wall = 0;
+        std::uint64_t bad = 0;
+        std::string first_bad;
+        auto st = lab_->in_ns("node", [&]() -> Status {
+            for (std::uint64_t b = 0; b < kBlocks; ++b) {
+                for (std::uint64_t k = 0; k < 2; ++k) {
+                    if (stop_requested()) return Error{EINTR, "interrupted"};
+                    const bool is_case = k == b % 2;
+                    xdp_md ctx{};
+                    ctx.data_end = static_cast<__u32>(frame.size());
+                    ctx.ingress_ifindex = static_cast<__u32>(eth0_);
+                    LIBBPF_OPTS(bpf_test_run_opts, o);
+                    o.data_in = frame.data();
+                    o.data_size_in = static_cast<__u32>(frame.size());
+                    o.data_out = out.data();
+                    o.data_size_out = static_cast<__u32>(out.size());
+                    o.ctx_in = &ctx;
+                    o.ctx_size_in = sizeof(ctx);
+                    o.repeat = r;
+                    timespec t0{}, t1{};
+                    ::clock_gettime(CLOCK_MONOTONIC, &t0);
+                    const int rc = bpf_prog_test_run_opts(is_case ? prog_fd : loopp_->base_fd(), &o);
+                    ::clock_gettime(CLOCK_MONOTONIC, &t1);
+                    if (rc != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN");
+                    const double wall = static_cast<double>(t1.tv_sec - t0.tv_sec) * 1e9 +
+                                        static_cast<double>(t1.tv_nsec - t0.tv_nsec);
+                    const std::span<const std::uint8_t> got(out.data(), o.data_size_out);
+                    std::string why;
+                    if (is_case) {
+                        run_d.push_back(o.duration);
+                        run_wall += wall;
+                        why = check((b + 1) * r - 1, o.retval, got);
+                    } else {
+                        base_d.push_back(o.duration);
+                        base_wall += wall;
+                        if (o.retval != XDP_PASS)
+                            why = "baseline " + verdict_name(o.retval);
+                        else if (!t.vary && (got.size() != t.bytes.size() ||
+                                             std::memcmp(got.data(), t.bytes.data(), t.bytes.size()) != 0))
+                            why = "baseline output is not the template";
+                    }
+                    if (!why.empty() && bad++ == 0) first_bad = "call " + std::to_string(b) + ": " + why;
+                }
+            }
+            return {};
+        });
+        if (!st) return st.error();
+        Timing tm;
+        tm.run = stats_of(run_d);
+        tm.base = stats_of(base_d);
+        tm.wall_run = run_wall / static_cast<double>(kBlocks * r);
+        tm.wall_base = base_wall / static_cast<double>(kBlocks * r);
+        tm.bad = bad;
+        tm.first_bad = first_bad;
+        return tm;
+    }
+    // Method loop: loads the wrappers onto lb's maps.
+    Status load_loop(LbInstance& lb) {
+        loopp_.reset();
+        auto lp = LoopPrograms::load(lb.program().prog_fd());
+        if (!lp) return lp.error();
+        loopp_.emplace(std::move(lp).value());
+        loop_reused_ = loopp_->reused();
+        return {};
+    }
+    // Runs of the case program per case: each in one call (repeat1) or kBlocks calls of repeat_ (loop).
+    std::string each() const { return loop_ ? "on the last run of every call" : "every iteration"; }
+    std::uint64_t runs() const { return loop_ ? kBlocks * repeat_ : opts_.iterations; }
+    std::vector<NsCaseResult>& cases_of(NsBenchReport& rep) const { return loop_ ? rep.loop_cases : rep.cases; }
+    // Method loop: every frame is exactly LoopTemplate::kBytes long (zero TCP payload fills it up).
+    void fit(FrameSpec& s) const {
+        if (!loop_) return;
+        s.payload = 0;
+        s.payload = LoopTemplate::kBytes - layout_of(s).size;
+    }
+    Status all_cases(NsBenchReport& rep);
+
     // One SYN through the datapath (creates a flow); its verdict must be XDP_TX.
     Status open_flow(LbInstance& lb, const FrameSpec& syn);
     NsCaseResult finish(std::string name, const Result<Timing>& t, std::optional<double> target);
@@ -192,6 +293,7 @@ private:
         s.sport = sport;
         s.dport = dport;
         s.tcp_flags = flags;
+        fit(s);
         return s;
     }
 
@@ -206,6 +308,11 @@ private:
     std::unique_ptr<lab::Lab> lab_;
     int eth0_ = 0;
     int pass_fd_ = -1;                      // xdp_pass: the baseline
+    static constexpr std::uint64_t kBlocks = 20;  // interleaved blocks (repeat1) or calls (loop) per case
+    bool loop_ = false;                           // the method the case functions measure with
+    std::uint32_t repeat_ = 1;                    // loop: runs per call
+    std::optional<LoopPrograms> loopp_;           // loop: the wrappers, on the current instance's maps
+    std::string loop_reused_;                     // loop: which maps the wrappers share with the instance
     std::vector<std::uint8_t> pass_frame_;  // what the baseline runs on
 };
 
@@ -274,7 +381,7 @@ Status NsBench::open_flow(LbInstance& lb, const FrameSpec& syn) {
 NsCaseResult NsBench::finish(std::string name, const Result<Timing>& t, std::optional<double> target) {
     NsCaseResult r;
     r.name = std::move(name);
-    r.iterations = opts_.iterations;
+    r.iterations = runs();
     r.target_net_ns = target;
     if (!t) {
         r.proof = "RUN FAILED: " + t.error().message + "; counters then: ";
@@ -284,6 +391,11 @@ NsCaseResult NsBench::finish(std::string name, const Result<Timing>& t, std::opt
     r.p50_ns = t->run.p50;
     r.p99_ns = t->run.p99;
     r.base_ns = t->base.mean;
+    r.min_ns = t->run.min;
+    r.max_ns = t->run.max;
+    r.base_min_ns = t->base.min;
+    r.wall_ns = t->wall_run;
+    r.wall_base_ns = t->wall_base;
     r.path_ok = t->bad == 0;
     if (t->bad) r.proof = std::to_string(t->bad) + " iterations off path, first: " + t->first_bad + "; ";
     return r;
@@ -293,6 +405,14 @@ Status NsBench::case_reflect(NsBenchReport& rep) {
     if (!want("reflector (floor)")) return {};
     auto prog = ReflectProgram::load();
     if (!prog) return prog.error();
+    std::unique_ptr<LbInstance> lb;  // loop: the wrappers need a datapath instance's maps
+    if (loop_) {
+        std::uint32_t svc4 = 0, svc6 = 0;
+        auto lbr = make_lb(KXLB_DEFAULT_CT_ENTRIES, &svc4, &svc6);
+        if (!lbr) return lbr.error();
+        lb = std::move(lbr).value();
+        if (auto st = load_loop(*lb); !st) return st;
+    }
     FrameSpec s = spec(kClient4, kVip4, 40000, kVipPort, kTcpAck);
     std::vector<std::uint8_t> f;
     write_frame(s, f);
@@ -300,7 +420,7 @@ Status NsBench::case_reflect(NsBenchReport& rep) {
     const IpAddr client_ip = addr(kClient4);
     const FrameLayout l = layout_of(s);
     auto t = timed(
-        prog->prog_fd(),
+        loop_ ? loopp_->reflect_fd() : prog->prog_fd(),
         [&](std::uint64_t i, auto& fr) {
             if (i == 0) fr = f;
         },
@@ -313,8 +433,8 @@ Status NsBench::case_reflect(NsBenchReport& rep) {
         });
     auto r = finish("reflector (floor)", t, std::nullopt);
     r.is_floor = true;
-    r.proof += "verdict XDP_TX, MACs/addresses/ports swapped on every iteration";
-    rep.cases.push_back(std::move(r));
+    r.proof += "verdict XDP_TX, MACs/addresses/ports swapped " + each();
+    cases_of(rep).push_back(std::move(r));
     return {};
 }
 
@@ -324,8 +444,10 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
     auto lbr = make_lb(KXLB_DEFAULT_CT_ENTRIES, &svc4, &svc6);
     if (!lbr) return lbr.error();
     LbInstance& lb = **lbr;
-    const int fd = lb.program().prog_fd();
-    const std::uint64_t n = opts_.iterations;
+    if (loop_)
+        if (auto st = load_loop(lb); !st) return st;
+    const int fd = loop_ ? loopp_->lb_fd() : lb.program().prog_fd();
+    const std::uint64_t n = runs();
     const IpAddr backend4 = addr(kBackend4), backend6 = addr(kBackend6), client4 = addr(kClient4);
 
     // --- non-VIP: TCP to an address with no frontend.
@@ -350,9 +472,9 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         auto r = finish("kxlb non-VIP pass", t, 15.0);
         const bool exact = only_reason_moved(*before, *after, KXLB_R_PASS_NOT_VIP, n);
         r.path_ok = r.path_ok && exact;
-        r.proof += "XDP_PASS + frame untouched every iteration; reasons: " + describe_delta(*before, *after) +
+        r.proof += "XDP_PASS + frame untouched " + each() + "; reasons: " + describe_delta(*before, *after) +
                    (exact ? " (exact)" : " (EXPECTED pass_not_vip +" + std::to_string(n) + " only)");
-        rep.cases.push_back(std::move(r));
+        cases_of(rep).push_back(std::move(r));
     }
 
     // --- established TCP (ACK of a flow opened by a SYN), v4 and v6.
@@ -391,10 +513,10 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
         const std::uint64_t pk = svc_after->packets - svc_before->packets;
         r.path_ok = r.path_ok && exact && nf == 0 && pk == n && *ct_after == *ct_before;
-        r.proof += "XDP_TX to the backend every iteration; reasons: " + describe_delta(*before, *after) +
+        r.proof += "XDP_TX to the backend " + each() + "; reasons: " + describe_delta(*before, *after) +
                    "; service new_flows +" + std::to_string(nf) + ", packets +" + std::to_string(pk) +
                    "; conntrack entries " + std::to_string(*ct_before) + " -> " + std::to_string(*ct_after);
-        rep.cases.push_back(std::move(r));
+        cases_of(rep).push_back(std::move(r));
     }
 
     // --- reply of a v4 flow: backend -> node SNAT address:port, reverse-translated back to the client.
@@ -418,6 +540,7 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         rep_spec.sport = ntohs(key->sport);
         rep_spec.dport = ntohs(key->dport);
         rep_spec.tcp_flags = kTcpAck;
+        fit(rep_spec);
         std::vector<std::uint8_t> f;
         write_frame(rep_spec, f);
         const FrameLayout l = layout_of(rep_spec);
@@ -444,9 +567,9 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
         const std::uint64_t pk = svc_after->packets - svc_before->packets;
         r.path_ok = r.path_ok && exact && nf == 0 && pk == n;
-        r.proof += "XDP_TX to client:40001 from VIP:80 every iteration; reasons: " + describe_delta(*before, *after) +
+        r.proof += "XDP_TX to client:40001 from VIP:80 " + each() + "; reasons: " + describe_delta(*before, *after) +
                    "; service new_flows +" + std::to_string(nf) + ", packets +" + std::to_string(pk);
-        rep.cases.push_back(std::move(r));
+        cases_of(rep).push_back(std::move(r));
     }
     return {};
 }
@@ -454,12 +577,14 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
 // New flows: a fresh instance (empty conntrack) sized to at least twice the flows, so no LRU eviction.
 Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
     if (!want(v6 ? "kxlb new flow v6 (TCP SYN)" : "kxlb new flow v4 (TCP SYN)")) return {};
-    const std::uint64_t n = opts_.iterations;
+    const std::uint64_t n = runs();
     const std::uint32_t ct_size = std::max<std::uint32_t>(next_pow2(2 * n), 65536);
     std::uint32_t svc4 = 0, svc6 = 0;
     auto lbr = make_lb(ct_size, &svc4, &svc6);
     if (!lbr) return lbr.error();
     LbInstance& lb = **lbr;
+    if (loop_)
+        if (auto st = load_loop(lb); !st) return st;
     const std::uint32_t svc = v6 ? svc6 : svc4;
     FrameSpec s = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 0, kVipPort, kTcpSyn);
     const FrameLayout l = layout_of(s);
@@ -479,18 +604,36 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
         }
         write_frame(s, fr);
     };
+    // Loop: the wrappers derive the same kind of fresh 5-tuple from a per-CPU run counter (source port
+    // 32768-65535, then the next source address 10.86.0.1+ / fd86::1+).
+    LoopTemplate vary;
+    if (loop_) {
+        std::vector<std::uint8_t> f;
+        FrameSpec first = s;
+        first.sport = 0x8000;
+        first.saddr = v6 ? addr("fd86::1") : addr("10.86.0.1");
+        write_frame(first, f);
+        if (f.size() != LoopTemplate::kBytes) return Error::invalid("loop method: new-flow frame size");
+        std::memcpy(vary.bytes.data(), f.data(), f.size());
+        vary.vary = true;
+        vary.sport_off = static_cast<std::uint32_t>(l.sport_off);
+        vary.saddr_off = static_cast<std::uint32_t>(l.saddr_off + (v6 ? 12 : 0));
+        vary.saddr_base = v6 ? 1 : 0x0a560001;
+    }
     auto before = lb.reasons();
     auto svc_before = lb.service(svc);
     if (!before || !svc_before) return Error::invalid("reading counters failed");
-    auto t =
-        timed(lb.program().prog_fd(), make, [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) {
+    auto t = timed(
+        loop_ ? loopp_->lb_fd() : lb.program().prog_fd(), make,
+        [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) {
             if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
             const std::uint16_t bp = be16_at(out, l.dport_off);
             if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4) || bp < kBackendPortBase ||
                 bp >= kBackendPortBase + kBackends)
                 return std::string("not sent to a backend");
             return std::string();
-        });
+        },
+        loop_ ? &vary : nullptr);
     auto after = lb.reasons();
     auto svc_after = lb.service(svc);
     auto ct = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 2ULL * ct_size);
@@ -505,10 +648,17 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
                   "conntrack %llu / reverse-NAT %llu entries of %u each (%.0f%% full: no LRU eviction)",
                   static_cast<unsigned long long>(*ct), static_cast<unsigned long long>(*nat), ct_size,
                   100.0 * static_cast<double>(*ct) / ct_size);
-    r.proof += "XDP_TX to a backend every iteration, fresh 5-tuple each; reasons: " + describe_delta(*before, *after) +
+    r.proof += "XDP_TX to a backend " + each() + ", fresh 5-tuple each; reasons: " + describe_delta(*before, *after) +
                "; service new_flows +" + std::to_string(nf) + "; " + fill;
-    rep.cases.push_back(std::move(r));
+    cases_of(rep).push_back(std::move(r));
     return {};
+}
+
+Status NsBench::all_cases(NsBenchReport& rep) {
+    if (auto st = case_reflect(rep); !st) return st;
+    if (auto st = cases_cheap(rep); !st) return st;
+    if (auto st = case_new_flows(rep, false); !st) return st;
+    return case_new_flows(rep, true);
 }
 
 Result<NsBenchReport> NsBench::run() {
@@ -527,18 +677,30 @@ Result<NsBenchReport> NsBench::run() {
 
     pass_fd_ = pass->prog_fd();
     write_frame(spec(kClient4, kVip4, 40000, kVipPort, kTcpAck), pass_frame_);
-    if (auto st = case_reflect(rep); !st) return st.error();
-    if (auto st = cases_cheap(rep); !st) return st.error();
-    if (auto st = case_new_flows(rep, false); !st) return st.error();
-    if (auto st = case_new_flows(rep, true); !st) return st.error();
+    if (opts_.repeat1)
+        if (auto st = all_cases(rep); !st) return st.error();
+    if (opts_.loop) {
+        loop_ = true;
+        repeat_ = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, opts_.iterations / kBlocks));
+        rep.loop_repeat = repeat_;
+        rep.loop_calls = static_cast<std::uint32_t>(kBlocks);
+        auto st = all_cases(rep);
+        loopp_.reset();
+        if (!st) return st.error();
+    }
 
-    double sum = 0;
-    for (const auto& c : rep.cases) sum += c.base_ns;
-    rep.baseline_ns = rep.cases.empty() ? 0 : sum / static_cast<double>(rep.cases.size());
+    auto mean_base = [](const std::vector<NsCaseResult>& cs) {
+        double sum = 0;
+        for (const auto& c : cs) sum += c.base_ns;
+        return cs.empty() ? 0 : sum / static_cast<double>(cs.size());
+    };
+    rep.baseline_ns = mean_base(rep.cases);
+    rep.loop_baseline_ns = mean_base(rep.loop_cases);
     rep.notes = std::to_string(kBackends) + " backends per service (one address, " + std::to_string(kBackends) +
                 " ports), SNAT ports " + std::to_string(kSnatLo) + "-" + std::to_string(kSnatHi) +
                 "; established/reply/non-VIP share one instance with the default conntrack size (" +
                 std::to_string(KXLB_DEFAULT_CT_ENTRIES) + "); each new-flow case has a fresh instance";
+    if (!loop_reused_.empty()) rep.notes += "; loop wrappers: " + loop_reused_;
     return rep;
 }
 
