@@ -20,8 +20,8 @@
 
 /* Written by userspace (through the skeleton's .bss mmap) before each case. */
 __u64 bench_frame[BENCH_FRAME_WORDS] = {}; /* the input frame, exactly BENCH_FRAME_BYTES long */
-__u32 bench_vary = 0;       /* 1: fresh source port and address per run */
-__u32 bench_sport_off = 0;  /* offset of the L4 source port */
+__u32 bench_vary = 0;                      /* 1: fresh source port and address per run */
+__u32 bench_sport_off = 0;                 /* offset of the L4 source port */
 __u32 bench_saddr_off = 0;  /* offset of the last 32-bit word of the source address */
 __u32 bench_saddr_base = 0; /* host order: word = base + (n >> 15), port = 0x8000 | (n & 0x7fff) */
 

@@ -3,8 +3,8 @@
 // continuous traffic fails no request and keeps a long-lived TCP connection; a bad config reload
 // keeps the old state serving and a good one applies; an interface that appears, disappears and
 // comes back gets the program again.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <net/if.h>
 #include <sys/socket.h>
 #include <unistd.h>

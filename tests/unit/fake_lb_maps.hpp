@@ -110,7 +110,7 @@ public:
     kxlb_frontend_filter filter{};
     int swaps = 0;
     int batches = 0;  // swap_maglev_many calls
-    int writes = 0;  // every write operation attempted
+    int writes = 0;   // every write operation attempted
 
 private:
     Status check(const std::string& op) {

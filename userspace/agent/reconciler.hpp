@@ -58,7 +58,7 @@ public:
 private:
     std::vector<ServiceConfig> services_;
     std::map<std::string, std::size_t> index_;  // name -> position in services_
-    std::map<BackendRef, bool> health_;  // absent: healthy
+    std::map<BackendRef, bool> health_;         // absent: healthy
     // Per service: the backends that were healthy the last time at least one was.
     std::map<std::string, std::set<BackendIdentity>> last_healthy_;
     void remember_healthy(const ServiceConfig& svc);

@@ -36,7 +36,10 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
 }
 
-IpAddr vip(int i) { return IpAddr::v4(10, static_cast<std::uint8_t>(96 + i / 65536), static_cast<std::uint8_t>(i / 256 % 256), static_cast<std::uint8_t>(i % 256)); }
+IpAddr vip(int i) {
+    return IpAddr::v4(10, static_cast<std::uint8_t>(96 + i / 65536), static_cast<std::uint8_t>(i / 256 % 256),
+                      static_cast<std::uint8_t>(i % 256));
+}
 IpAddr backend(int i, int j) {
     const int n = i * 16 + j;
     return IpAddr::v4(10, static_cast<std::uint8_t>(128 + n / 65536), static_cast<std::uint8_t>(n / 256 % 256),
@@ -140,8 +143,7 @@ std::string kube_proxy_ruleset(int n, int backends) {
         r << "-A KUBE-SERVICES -d " << vip(i).str() << "/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-" << i << "\n";
         for (int j = 0; j < backends; ++j) {
             r << "-A KUBE-SVC-" << i;
-            if (j + 1 < backends)
-                r << " -m statistic --mode random --probability " << 1.0 / (backends - j);
+            if (j + 1 < backends) r << " -m statistic --mode random --probability " << 1.0 / (backends - j);
             r << " -j KUBE-SEP-" << i << "-" << j << "\n";
             r << "-A KUBE-SEP-" << i << "-" << j << " -s " << backend(i, j).str() << "/32 -j KUBE-MARK-MASQ\n";
             r << "-A KUBE-SEP-" << i << "-" << j << " -p tcp -m tcp -j DNAT --to-destination " << backend(i, j).str()
@@ -175,8 +177,8 @@ Status full_programming(const AgentBenchOptions& o, lab::Lab& lab, const std::st
     std::printf("\nC2. programming %d services x %d backends from empty\n", o.services, o.backends);
     std::printf("    kxlb (reconciler -> LbProgrammer -> BPF maps, Maglev %u): %9.1f ms (%d frontends, %d backends)\n",
                 o.maglev_size, kxlb_ms, r.upserted, o.services * o.backends);
-    std::printf("    iptables-restore, kube-proxy-equivalent ruleset:   %9.1f ms (%ld lines, same netns kind)\n", ipt_ms,
-                static_cast<long>(rule_count));
+    std::printf("    iptables-restore, kube-proxy-equivalent ruleset:   %9.1f ms (%ld lines, same netns kind)\n",
+                ipt_ms, static_cast<long>(rule_count));
     std::printf("    ratio iptables / kxlb: %.1fx (target >= 10x: %s)\n", ipt_ms / kxlb_ms,
                 ipt_ms >= 10 * kxlb_ms ? "ok" : "MISS");
     return {};

@@ -11,10 +11,10 @@ namespace kxlb::bench {
 
 struct AgentBenchOptions {
     int services = 10000;
-    int backends = 10;  // per service
-    int flips = 2000;   // health decisions timed
+    int backends = 10;                 // per service
+    int flips = 2000;                  // health decisions timed
     std::uint32_t maglev_size = 1021;  // per-service table for the 10k-service runs (>= 100 x backends)
-    std::string agent_bin;  // kxlb-agent, for the memory figures
+    std::string agent_bin;             // kxlb-agent, for the memory figures
     bool quick = false;
 };
 

@@ -67,8 +67,8 @@ Result<LoopPrograms> LoopPrograms::load(int lb_prog_fd) {
     std::string reused;
     int n = 0;
     bpf_map* map = nullptr;
-    bpf_object__for_each_map(map, skel.value()->obj) {
-        if (bpf_map__is_internal(map)) continue;  // the bench's own .bss (template)
+    bpf_object__for_each_map (map, skel.value()->obj) {
+        if (bpf_map__is_internal(map)) continue;       // the bench's own .bss (template)
         const std::string owned = bpf_map__name(map);  // bpf_map__reuse_fd replaces the map's name string
         const char* name = owned.c_str();
         const KernelMap* match = nullptr;

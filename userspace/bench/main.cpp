@@ -161,13 +161,16 @@ void print_loop(const NsBenchReport& rep) {
     for (const auto& c : rep.loop_cases)
         if (c.is_floor) floor = &c;
     const double floor_net = floor ? floor->mean_ns - floor->base_ns : 0;
-    std::printf("\nA2. ns/packet, hot loop (repeat=%u, input restored by the program): %u calls per case, pinned to CPU %d\n",
-                rep.loop_repeat, rep.loop_calls, rep.cpu);
+    std::printf(
+        "\nA2. ns/packet, hot loop (repeat=%u, input restored by the program): %u calls per case, pinned to CPU %d\n",
+        rep.loop_repeat, rep.loop_calls, rep.cpu);
     std::printf(
         "   bpf/xdp_lb_bench.bpf.c: each program first restores the 80-byte input frame from a template (new flows: a\n"
-        "   fresh source port/address from a per-CPU run counter), then runs the datapath's entry body (on the maps of\n"
+        "   fresh source port/address from a per-CPU run counter), then runs the datapath's entry body (on the maps "
+        "of\n"
         "   a programmed instance) or the reflector's; base = restore + XDP_PASS (%.1f ns on average), as many calls\n"
-        "   interleaved. raw/base = mean over calls of the kernel duration (total / R, integer ns); min/max over calls;\n"
+        "   interleaved. raw/base = mean over calls of the kernel duration (total / R, integer ns); min/max over "
+        "calls;\n"
         "   net = raw - base; net min = fastest case call - fastest base call (robust to preemption by other load);\n"
         "   x floor = net / reflector net\n",
         rep.loop_baseline_ns);

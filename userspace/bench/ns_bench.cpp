@@ -5,12 +5,12 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <span>
-#include <time.h>
 
 #include "bench/bench_programs.hpp"
 #include "bench/bench_util.hpp"
@@ -225,8 +225,8 @@ private:
                     const int rc = bpf_prog_test_run_opts(is_case ? prog_fd : loopp_->base_fd(), &o);
                     ::clock_gettime(CLOCK_MONOTONIC, &t1);
                     if (rc != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN");
-                    const double wall = static_cast<double>(t1.tv_sec - t0.tv_sec) * 1e9 +
-                                        static_cast<double>(t1.tv_nsec - t0.tv_nsec);
+                    const double wall =
+                        static_cast<double>(t1.tv_sec - t0.tv_sec) * 1e9 + static_cast<double>(t1.tv_nsec - t0.tv_nsec);
                     const std::span<const std::uint8_t> got(out.data(), o.data_size_out);
                     std::string why;
                     if (is_case) {
@@ -236,8 +236,7 @@ private:
                     } else {
                         base_d.push_back(o.duration);
                         base_wall += wall;
-                        if (o.retval != XDP_PASS)
-                            why = "baseline " + verdict_name(o.retval);
+                        if (o.retval != XDP_PASS) why = "baseline " + verdict_name(o.retval);
                         else if (!t.vary && (got.size() != t.bytes.size() ||
                                              std::memcmp(got.data(), t.bytes.data(), t.bytes.size()) != 0))
                             why = "baseline output is not the template";
@@ -307,13 +306,13 @@ private:
     NsBenchOptions opts_;
     std::unique_ptr<lab::Lab> lab_;
     int eth0_ = 0;
-    int pass_fd_ = -1;                      // xdp_pass: the baseline
+    int pass_fd_ = -1;                            // xdp_pass: the baseline
     static constexpr std::uint64_t kBlocks = 20;  // interleaved blocks (repeat1) or calls (loop) per case
     bool loop_ = false;                           // the method the case functions measure with
     std::uint32_t repeat_ = 1;                    // loop: runs per call
     std::optional<LoopPrograms> loopp_;           // loop: the wrappers, on the current instance's maps
     std::string loop_reused_;                     // loop: which maps the wrappers share with the instance
-    std::vector<std::uint8_t> pass_frame_;  // what the baseline runs on
+    std::vector<std::uint8_t> pass_frame_;        // what the baseline runs on
 };
 
 Status NsBench::build_lab() {

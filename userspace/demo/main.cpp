@@ -67,10 +67,9 @@ public:
     // node-local process in the socket-LB cgroup. Returns the answering backend or "FAILED".
     std::string request(bool local) {
         const std::string curl = "curl -sS --max-time 2 --cacert " + sc_.ca_file() + " https://" + kVip + "/readyz";
-        std::vector<std::string> argv = local ? std::vector<std::string>{"sh", "-c",
-                                                                         "echo $$ > " + cgroup_ +
-                                                                             "/cgroup.procs && exec " + curl}
-                                              : std::vector<std::string>{"sh", "-c", "exec " + curl};
+        std::vector<std::string> argv =
+            local ? std::vector<std::string>{"sh", "-c", "echo $$ > " + cgroup_ + "/cgroup.procs && exec " + curl}
+                  : std::vector<std::string>{"sh", "-c", "exec " + curl};
         auto r = sc_.lab().run(local ? "node" : "client", argv, 5s);
         if (!r || r->exit_code != 0) {
             ++failed_;
@@ -135,11 +134,15 @@ int run_demo(LbScenario& sc, const std::string& cgroup, const std::string& agent
                 LbScenario::kHttpsPort);
     auto* agent = demo.start_agent();
     if (!agent) return 1;
-    if (!wait_for([&] { return sc.lab().run("client", {"curl", "-sk", "--max-time", "1",
-                                                        std::string("https://") + kVip + "/readyz"})
-                                   .value()
-                                   .exit_code == 0; },
-                  15s)) {
+    if (!wait_for(
+            [&] {
+                return sc.lab()
+                           .run("client",
+                                {"curl", "-sk", "--max-time", "1", std::string("https://") + kVip + "/readyz"})
+                           .value()
+                           .exit_code == 0;
+            },
+            15s)) {
         std::printf("      the VIP never answered; agent output:\n%s\n", agent->output().c_str());
         return 1;
     }
@@ -160,10 +163,10 @@ int run_demo(LbScenario& sc, const std::string& cgroup, const std::string& agent
         std::this_thread::sleep_for(100ms);
     }
     demo.show_agent_log("reached the datapath");
-    std::printf("      detected %lld ms after the kill\n",
-                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::steady_clock::now() - killed)
-                                           .count()));
+    std::printf(
+        "      detected %lld ms after the kill\n",
+        static_cast<long long>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed).count()));
     demo.burst("external client:", false, 8);
     demo.burst("node-local client:", true, 5);
 

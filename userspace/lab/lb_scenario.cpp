@@ -116,9 +116,9 @@ Result<std::unique_ptr<LbScenario>> LbScenario::create(int backends, const std::
     for (const auto& vip : vips) sans += ",IP:" + vip;
     const auto cert = (std::filesystem::path(sc->dir_.path()) / "tls.crt").string();
     const auto key = (std::filesystem::path(sc->dir_.path()) / "tls.key").string();
-    if (auto st = must(run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                            "-nodes", "-days", "2", "-subj", "/CN=kxlb-lab-apiserver", "-addext", sans, "-keyout",
-                            key, "-out", cert}),
+    if (auto st = must(run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                                    "/CN=kxlb-lab-apiserver", "-addext", sans, "-keyout", key, "-out", cert}),
                        "openssl req");
         !st)
         return st.error();

@@ -3,18 +3,16 @@
 
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
-
 #include <linux/membarrier.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <sys/mman.h>
-
 #include <atomic>
 #include <cstring>
-#include <utility>
 #include <numeric>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lib/unique_fd.hpp"
@@ -77,8 +75,8 @@ public:
     bool completed_after(std::chrono::steady_clock::time_point t) {
         request();
         if (!supported_) return std::chrono::steady_clock::now() - t >= BpfLbMaps::kHalfQuiesce;
-        return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(
-                   last_start_.load(std::memory_order_acquire))) > t;
+        return std::chrono::steady_clock::time_point(
+                   std::chrono::steady_clock::duration(last_start_.load(std::memory_order_acquire))) > t;
     }
 
 private:

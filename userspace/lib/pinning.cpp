@@ -91,8 +91,13 @@ Result<MapLayout> pinned_layout(int fd, const std::string& path) {
 }
 
 MapLayout object_layout(const bpf_object* obj, const bpf_map* map) {
-    MapLayout l{static_cast<std::uint32_t>(bpf_map__type(map)), bpf_map__key_size(map), bpf_map__value_size(map),
-                bpf_map__max_entries(map), bpf_map__map_flags(map), {}, {}};
+    MapLayout l{static_cast<std::uint32_t>(bpf_map__type(map)),
+                bpf_map__key_size(map),
+                bpf_map__value_size(map),
+                bpf_map__max_entries(map),
+                bpf_map__map_flags(map),
+                {},
+                {}};
     if (const btf* b = bpf_object__btf(obj)) {
         if (auto k = bpf_map__btf_key_type_id(map)) l.key = describe_type(b, k);
         if (auto v = bpf_map__btf_value_type_id(map)) l.value = describe_type(b, v);
@@ -137,7 +142,7 @@ Result<std::string> describe_pinned_map(const std::string& path) {
 
 Status use_pinned_maps(bpf_object* obj, const PinLayout& layout) {
     bpf_map* map;
-    bpf_object__for_each_map(map, obj) {
+    bpf_object__for_each_map (map, obj) {
         if (bpf_map__is_internal(map)) continue;  // .rodata/.bss belong to one program load
         const std::string path = layout.map(bpf_map__name(map));
         if (exists(path)) {
@@ -236,8 +241,7 @@ Result<int> remove_pinned(const PinLayout& layout) {
     for (const auto& dir : {layout.links_dir(), layout.maps_dir()}) {
         if (!fs::exists(dir, ec)) continue;
         for (const auto& entry : fs::directory_iterator(dir, ec)) {
-            if (::unlink(entry.path().c_str()) != 0)
-                return Error::from_errno(errno, "unpin " + entry.path().string());
+            if (::unlink(entry.path().c_str()) != 0) return Error::from_errno(errno, "unpin " + entry.path().string());
             ++removed;
         }
         if (ec) return Error{ec.value(), "list " + dir + ": " + ec.message()};

@@ -46,8 +46,7 @@ Result<SockLbProgram> SockLbProgram::load_with(const LbMapFds* shared, const Pin
                                                   {maps.kxlb_backends, shared->backends},
                                                   {maps.kxlb_maglev, shared->maglev}};
         for (const auto& [map, fd] : reuse) {
-            if (fd < 0)
-                return Error::invalid(std::string("socket LB: shared map ") + bpf_map__name(map) + " missing");
+            if (fd < 0) return Error::invalid(std::string("socket LB: shared map ") + bpf_map__name(map) + " missing");
             if (int err = bpf_map__reuse_fd(map, fd); err != 0)
                 return Error::from_errno(err, std::string("socket LB: reuse map ") + bpf_map__name(map));
         }
