@@ -1,21 +1,14 @@
-// kxlbctl entry point: bpftool-style `kxlbctl OBJECT COMMAND`, human output by default, -j for JSON.
-// Current scope: `version`. Map dumps and trace come with the CLI issue.
-#include <kxlb/abi.h>
+// kxlbctl entry point: bpftool-style `kxlbctl [-j|-p] [--pin-path PATH] OBJECT COMMAND [ARGS]` over
+// the maps kxlb-agent pins (see docs/kxlbctl.md). All logic lives in kxlb_ctl_lib (app.hpp).
+#include <iostream>
+#include <string>
+#include <vector>
 
-#include <CLI/CLI.hpp>
-#include <cstdio>
+#include "ctl/app.hpp"
 
 int main(int argc, char** argv) {
-    CLI::App app{"kxlbctl: inspect the kxlb datapath on this node"};
-    app.require_subcommand(1);
-    bool json = false;
-    app.add_flag("-j,--json", json, "JSON output");
-    auto* version = app.add_subcommand("version", "Print the CLI version and the BPF ABI version it speaks");
-    CLI11_PARSE(app, argc, argv);
-
-    if (version->parsed()) {
-        if (json) std::printf("{\"version\":\"%s\",\"abi\":%d}\n", KXLB_VERSION, KXLB_ABI_VERSION);
-        else std::printf("kxlbctl %s (BPF ABI %d)\n", KXLB_VERSION, KXLB_ABI_VERSION);
-    }
-    return 0;
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    const int rc = kxlb::ctl::run_kxlbctl(args, std::cout, std::cerr);
+    std::cout.flush();
+    return rc;
 }
