@@ -2,7 +2,8 @@
 // traffic through the XDP datapath in a netns lab. Ground truth comes from the traffic itself
 // (which backend socket received each datagram / accepted each connection) and from the library's
 // readers; kxlbctl's JSON must agree with both. trace must name the backend real traffic used,
-// predict the backend a new flow gets, and leave every live map untouched.
+// predict the backend and SNAT port a new flow gets, follow replies and re-balancing, and leave
+// every live map untouched.
 //
 //   client 10.84.0.10 fd84::10 ─┐
 //   node   10.84.0.1  fd84::1  ─┤ sw (bridge)   node: kxlb XDP on eth0 (pinned link), SNAT = 10.84.0.1
@@ -599,6 +600,18 @@ TEST_F(Ctl, TraceFollowsLiveFlowsPredictsNewOnesAndChangesNothing) {
     EXPECT_EQ(table.exit_code, 0) << table.err;
     EXPECT_NE(table.out.find("verdict:   XDP_TX (fwd_tx)\nflow:      established\n"), std::string::npos) << table.out;
     std::cout << table.out;
+
+    // The backend of an established flow leaves the service: its next packet re-balances.
+    const Frontend tcp_fe{IpAddr::parse(kVip4).value(), kTcpPort, IPPROTO_TCP};
+    ServiceSpec spec = programmer_->service(tcp_fe)->spec;
+    std::erase_if(spec.backends, [&](const BackendSpec& b) { return b.addr.str() == be4(conns[0].backend); });
+    ASSERT_EQ(spec.backends.size(), static_cast<std::size_t>(kBackends - 1));
+    ASSERT_TRUE(programmer_->upsert_service(spec));
+    const auto moved = ctl({"trace", kClient4, kVip4, std::to_string(conns[0].sport), "80", "tcp", "--flags", "ack"});
+    EXPECT_EQ(moved["flow"], "rebalanced") << moved;
+    EXPECT_EQ(moved["verdict"], "XDP_TX") << moved;
+    EXPECT_NE(backend_index(moved["backend"]["address"]), conns[0].backend) << moved;
+    EXPECT_NE(backend_index(moved["backend"]["address"]), 0) << moved;
 }
 
 // ---- flush ---------------------------------------------------------------------------------------
