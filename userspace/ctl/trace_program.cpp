@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "lib/skeleton.hpp"
+#include "lib/xdp_programs.hpp"
 #include "xdp_lb.skel.h"
 
 namespace kxlb::ctl {
@@ -55,22 +56,6 @@ TraceProgram& TraceProgram::operator=(TraceProgram&&) noexcept = default;
 
 int TraceProgram::prog_fd() const { return bpf_program__fd(impl_->skel->progs.kxlb_xdp_lb); }
 
-LbMapFds TraceProgram::fds() const {
-    const auto& m = impl_->skel->maps;
-    LbMapFds f;
-    f.config = bpf_map__fd(m.kxlb_config);
-    f.services = bpf_map__fd(m.kxlb_services);
-    f.vip_addrs = bpf_map__fd(m.kxlb_vip_addrs);
-    f.backends = bpf_map__fd(m.kxlb_backends);
-    f.maglev = bpf_map__fd(m.kxlb_maglev);
-    f.ct = bpf_map__fd(m.kxlb_ct);
-    f.nat = bpf_map__fd(m.kxlb_nat);
-    f.tx_ports = bpf_map__fd(m.kxlb_tx_ports);
-    f.reasons = bpf_map__fd(m.kxlb_reasons);
-    f.svc_stats = bpf_map__fd(m.kxlb_svc_stats);
-    f.backend_stats = bpf_map__fd(m.kxlb_backend_stats);
-    f.frontend_filter = bpf_map__fd(m.kxlb_frontend_filter);
-    return f;
-}
+LbMapFds TraceProgram::fds() const { return kxlb::lb_map_fds(*impl_->skel.get()); }
 
 }  // namespace kxlb::ctl

@@ -47,8 +47,8 @@ Result<Link> XdpLbProgram::attach_pinned(int ifindex, XdpMode mode, const std::s
     return attach_xdp_pinned(program(), ifindex, mode, link_path);
 }
 
-LbMapFds XdpLbProgram::lb_map_fds() const {
-    const auto& m = impl_->skel->maps;
+LbMapFds lb_map_fds(const xdp_lb_bpf& skel) {
+    const auto& m = skel.maps;
     LbMapFds f;
     f.config = bpf_map__fd(m.kxlb_config);
     f.services = bpf_map__fd(m.kxlb_services);
@@ -64,6 +64,8 @@ LbMapFds XdpLbProgram::lb_map_fds() const {
     f.frontend_filter = bpf_map__fd(m.kxlb_frontend_filter);
     return f;
 }
+
+LbMapFds XdpLbProgram::lb_map_fds() const { return kxlb::lb_map_fds(*impl_->skel.get()); }
 
 Result<ParseStats> XdpLbProgram::parse_stats() const {
     auto per_cpu = impl_->parse_stats.lookup(0);

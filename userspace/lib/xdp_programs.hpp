@@ -11,6 +11,7 @@
 #include "lib/result.hpp"
 
 struct bpf_program;
+struct xdp_lb_bpf;  // the bpftool skeleton of bpf/xdp_lb.bpf.c
 
 namespace kxlb {
 
@@ -26,6 +27,10 @@ struct XdpLbLoadOptions {
     // missing. Empty: private maps that die with the program.
     std::string pin_root;
 };
+
+// The load-balancer map fds of any loaded xdp_lb skeleton (this class's, or a second instance such
+// as kxlbctl's side-effect-free trace copy).
+LbMapFds lb_map_fds(const xdp_lb_bpf& skel);
 
 // The node-NIC datapath program (bpf/xdp_lb.bpf.c) and its maps.
 class XdpLbProgram {
