@@ -18,6 +18,7 @@
 #include "bench/loop_bench.hpp"
 #include "lab/lab.hpp"
 #include "lib/lb_inspect.hpp"
+#include "lib/test_run.hpp"
 #include "lib/xdp_programs.hpp"
 
 namespace kxlb::bench {
@@ -100,20 +101,10 @@ Status run_block(int prog_fd, std::uint32_t ingress_ifindex, std::uint64_t i0, s
     if (stop_requested()) return Error{EINTR, "interrupted"};
     for (std::uint64_t i = i0; i < i1; ++i) {
         make(i, frame);
-        xdp_md ctx{};
-        ctx.data_end = static_cast<__u32>(frame.size());
-        ctx.ingress_ifindex = ingress_ifindex;
-        LIBBPF_OPTS(bpf_test_run_opts, o);
-        o.data_in = frame.data();
-        o.data_size_in = static_cast<__u32>(frame.size());
-        o.data_out = out.data();
-        o.data_size_out = static_cast<__u32>(out.size());
-        o.ctx_in = &ctx;
-        o.ctx_size_in = sizeof(ctx);
-        o.repeat = 1;
-        if (bpf_prog_test_run_opts(prog_fd, &o) != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN");
-        s.durations.push_back(o.duration);
-        std::string why = check(i, o.retval, std::span<const std::uint8_t>(out.data(), o.data_size_out));
+        auto o = run_xdp_into(prog_fd, frame, out, XdpRunOptions{1, ingress_ifindex});
+        if (!o) return o.error();
+        s.durations.push_back(o->duration_ns);
+        std::string why = check(i, o->verdict, std::span<const std::uint8_t>(out.data(), o->out_bytes));
         if (!why.empty() && s.bad++ == 0) s.first_bad = "iteration " + std::to_string(i) + ": " + why;
     }
     return {};
@@ -209,34 +200,25 @@ private:
                 for (std::uint64_t k = 0; k < 2; ++k) {
                     if (stop_requested()) return Error{EINTR, "interrupted"};
                     const bool is_case = k == b % 2;
-                    xdp_md ctx{};
-                    ctx.data_end = static_cast<__u32>(frame.size());
-                    ctx.ingress_ifindex = static_cast<__u32>(eth0_);
-                    LIBBPF_OPTS(bpf_test_run_opts, o);
-                    o.data_in = frame.data();
-                    o.data_size_in = static_cast<__u32>(frame.size());
-                    o.data_out = out.data();
-                    o.data_size_out = static_cast<__u32>(out.size());
-                    o.ctx_in = &ctx;
-                    o.ctx_size_in = sizeof(ctx);
-                    o.repeat = r;
                     timespec t0{}, t1{};
                     ::clock_gettime(CLOCK_MONOTONIC, &t0);
-                    const int rc = bpf_prog_test_run_opts(is_case ? prog_fd : loopp_->base_fd(), &o);
+                    auto run =
+                        run_xdp_into(is_case ? prog_fd : loopp_->base_fd(), frame, out,
+                                     XdpRunOptions{static_cast<std::uint32_t>(r), static_cast<std::uint32_t>(eth0_)});
                     ::clock_gettime(CLOCK_MONOTONIC, &t1);
-                    if (rc != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN");
+                    if (!run) return run.error();
                     const double wall =
                         static_cast<double>(t1.tv_sec - t0.tv_sec) * 1e9 + static_cast<double>(t1.tv_nsec - t0.tv_nsec);
-                    const std::span<const std::uint8_t> got(out.data(), o.data_size_out);
+                    const std::span<const std::uint8_t> got(out.data(), run->out_bytes);
                     std::string why;
                     if (is_case) {
-                        run_d.push_back(o.duration);
+                        run_d.push_back(run->duration_ns);
                         run_wall += wall;
-                        why = check((b + 1) * r - 1, o.retval, got);
+                        why = check((b + 1) * r - 1, run->verdict, got);
                     } else {
-                        base_d.push_back(o.duration);
+                        base_d.push_back(run->duration_ns);
                         base_wall += wall;
-                        if (o.retval != XDP_PASS) why = "baseline " + verdict_name(o.retval);
+                        if (run->verdict != XDP_PASS) why = "baseline " + verdict_name(run->verdict);
                         else if (!t.vary && (got.size() != t.bytes.size() ||
                                              std::memcmp(got.data(), t.bytes.data(), t.bytes.size()) != 0))
                             why = "baseline output is not the template";

@@ -24,4 +24,14 @@ struct XdpRunOptions {
 
 Result<XdpRun> run_xdp(int prog_fd, std::span<const std::uint8_t> frame, const XdpRunOptions& opts = {});
 
+// The same into a caller-owned output buffer (no allocation: for benchmark loops). out.data is
+// ignored; on success `out_bytes` holds the output length.
+struct XdpRunInto {
+    std::uint32_t verdict = 0;
+    std::uint32_t duration_ns = 0;
+    std::size_t out_bytes = 0;
+};
+Result<XdpRunInto> run_xdp_into(int prog_fd, std::span<const std::uint8_t> frame, std::span<std::uint8_t> out,
+                                const XdpRunOptions& opts = {});
+
 }  // namespace kxlb
