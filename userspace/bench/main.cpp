@@ -11,6 +11,7 @@
 #include <exception>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "bench/agent_bench.hpp"
 #include "bench/bench_util.hpp"
@@ -125,11 +126,26 @@ int parse_args(int argc, char** argv, Args& a) {
     return 0;
 }
 
+// Net of the reflector (the floor) among cases; 0 if it was not run.
+double floor_net_ns(const std::vector<NsCaseResult>& cases) {
+    for (const auto& c : cases)
+        if (c.is_floor) return c.mean_ns - c.base_ns;
+    return 0;
+}
+
+// The "x floor" and "target net" cells of a case row.
+std::pair<std::string, std::string> floor_and_target(const NsCaseResult& c, double floor_net) {
+    const double net = c.mean_ns - c.base_ns;
+    char ratio[16] = "-";
+    if (floor_net > 0.05) std::snprintf(ratio, sizeof(ratio), "%.2f", net / floor_net);
+    char target[24] = "-";
+    if (c.target_net_ns)
+        std::snprintf(target, sizeof(target), "<=%.0f %s", *c.target_net_ns, net <= *c.target_net_ns ? "ok" : "MISS");
+    return {ratio, target};
+}
+
 void print_ns(const NsBenchReport& rep) {
-    const NsCaseResult* floor = nullptr;
-    for (const auto& c : rep.cases)
-        if (c.is_floor) floor = &c;
-    const double floor_net = floor ? floor->mean_ns - floor->base_ns : 0;
+    const double floor_net = floor_net_ns(rep.cases);
     const std::uint64_t iters = rep.cases.empty() ? 0 : rep.cases.front().iterations;
     std::printf("\nA1. ns/packet: BPF_PROG_TEST_RUN with repeat=1, %llu runs per case, pinned to CPU %d\n",
                 static_cast<unsigned long long>(iters), rep.cpu);
@@ -141,15 +157,9 @@ void print_ns(const NsBenchReport& rep) {
                 "target net", "path");
     std::printf("%s\n", std::string(92, '-').c_str());
     for (const auto& c : rep.cases) {
-        const double net = c.mean_ns - c.base_ns;
-        char ratio[16] = "-";
-        if (floor_net > 0.05) std::snprintf(ratio, sizeof(ratio), "%.2f", net / floor_net);
-        char target[24] = "-";
-        if (c.target_net_ns)
-            std::snprintf(target, sizeof(target), "<=%.0f %s", *c.target_net_ns,
-                          net <= *c.target_net_ns ? "ok" : "MISS");
+        const auto [ratio, target] = floor_and_target(c, floor_net);
         std::printf("%-28s %7.1f %6.0f %6.0f %7.1f %7.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.p50_ns, c.p99_ns,
-                    c.base_ns, net, ratio, target, c.path_ok ? "ok" : "FAIL");
+                    c.base_ns, c.mean_ns - c.base_ns, ratio.c_str(), target.c_str(), c.path_ok ? "ok" : "FAIL");
     }
     std::printf("\n   path proof per case (verdict/output checked on every iteration, counter deltas after):\n");
     for (const auto& c : rep.cases) std::printf("   - %s: %s\n", c.name.c_str(), c.proof.c_str());
@@ -157,10 +167,7 @@ void print_ns(const NsBenchReport& rep) {
 }
 
 void print_loop(const NsBenchReport& rep) {
-    const NsCaseResult* floor = nullptr;
-    for (const auto& c : rep.loop_cases)
-        if (c.is_floor) floor = &c;
-    const double floor_net = floor ? floor->mean_ns - floor->base_ns : 0;
+    const double floor_net = floor_net_ns(rep.loop_cases);
     std::printf(
         "\nA2. ns/packet, hot loop (repeat=%u, input restored by the program): %u calls per case, pinned to CPU %d\n",
         rep.loop_repeat, rep.loop_calls, rep.cpu);
@@ -178,15 +185,10 @@ void print_loop(const NsBenchReport& rep) {
                 "net min", "x floor", "target net", "path");
     std::printf("%s\n", std::string(101, '-').c_str());
     for (const auto& c : rep.loop_cases) {
-        const double net = c.mean_ns - c.base_ns;
-        char ratio[16] = "-";
-        if (floor_net > 0.05) std::snprintf(ratio, sizeof(ratio), "%.2f", net / floor_net);
-        char target[24] = "-";
-        if (c.target_net_ns)
-            std::snprintf(target, sizeof(target), "<=%.0f %s", *c.target_net_ns,
-                          net <= *c.target_net_ns ? "ok" : "MISS");
+        const auto [ratio, target] = floor_and_target(c, floor_net);
         std::printf("%-28s %7.1f %6.0f %6.0f %7.1f %7.1f %8.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.min_ns,
-                    c.max_ns, c.base_ns, net, c.min_ns - c.base_min_ns, ratio, target, c.path_ok ? "ok" : "FAIL");
+                    c.max_ns, c.base_ns, c.mean_ns - c.base_ns, c.min_ns - c.base_min_ns, ratio.c_str(), target.c_str(),
+                    c.path_ok ? "ok" : "FAIL");
     }
     std::printf("\n   path proof per case (verdict/output of every call's last run checked, counter deltas after):\n");
     for (const auto& c : rep.loop_cases) std::printf("   - %s: %s\n", c.name.c_str(), c.proof.c_str());
