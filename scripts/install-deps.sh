@@ -23,7 +23,7 @@ PACKAGES=(
     # tests
     libgtest-dev libgmock-dev googletest
     # lab / e2e tooling
-    iproute2 iputils-ping curl ethtool util-linux procps iptables openssl
+    iproute2 iputils-ping curl ethtool util-linux procps iptables openssl python3
     # lint
     clang-format clang-tidy
     # real peers for e2e tests (binaries only; their system services are kept off)

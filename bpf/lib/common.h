@@ -28,6 +28,14 @@
  * while the program runs). */
 #define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
 
+#define NSEC_PER_SEC 1000000000ULL
+
+/* What the datapath does with a frame, and the counted reason why. */
+struct lb_verdict {
+	int action;   /* XDP_* */
+	__u32 reason; /* enum kxlb_reason */
+};
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

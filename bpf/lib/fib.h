@@ -56,6 +56,35 @@ static __always_inline int nexthop_usable(struct xdp_md *ctx, const struct kxlb_
 	return ifindex == ctx->ingress_ifindex || bpf_map_lookup_elem(&kxlb_tx_ports, &ifindex);
 }
 
+/* Next hop toward backend bid (generation gen) at dst for a new flow: from the per-CPU cache when
+ * an entry for this backend and ingress NIC is younger than a second and still usable, else by
+ * fib_nexthop (and cached). Established flows keep their own copy in the conntrack entry, refreshed
+ * on the same schedule, so a route or neighbour change reaches both within about a second. */
+static __always_inline int fib_nexthop_backend(struct xdp_md *ctx, __u8 family, const __be32 *src,
+                                               const __be32 *dst, __u8 proto, __u32 bid, __u32 gen,
+                                               __u64 now, struct kxlb_nexthop *nh)
+{
+	__u32 slot = bid & (KXLB_NH_CACHE_SLOTS - 1);
+	struct kxlb_nh_cache_entry *e = bpf_map_lookup_elem(&kxlb_nh_cache, &slot);
+	int r;
+
+	if (e && e->stamp_ns && e->backend_id == bid && e->backend_gen == gen &&
+	    e->ingress_ifindex == ctx->ingress_ifindex && now >= e->stamp_ns &&
+	    now - e->stamp_ns <= NSEC_PER_SEC && nexthop_usable(ctx, &e->nh)) {
+		*nh = e->nh;
+		return 0;
+	}
+	r = fib_nexthop(ctx, family, src, dst, proto, nh);
+	if (r == 0 && e) { /* per-CPU entry: plain stores */
+		e->stamp_ns = now;
+		e->backend_id = bid;
+		e->backend_gen = gen;
+		e->ingress_ifindex = ctx->ingress_ifindex;
+		e->nh = *nh;
+	}
+	return r;
+}
+
 /* Writes the next hop's MACs and sends. *reason receives FWD_TX or FWD_REDIRECT. */
 static __always_inline int fib_xmit(struct xdp_md *ctx, const struct kxlb_nexthop *nh,
                                     __u32 *reason)

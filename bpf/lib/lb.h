@@ -8,6 +8,7 @@
 
 #include "lib/common.h"
 #include "lib/fib.h"
+#include "lib/icmp_xlate.h"
 #include "lib/icmp.h"
 #include "lib/maglev.h"
 #include "lib/flow_maps.h"
@@ -24,11 +25,6 @@
 /* Time comes from bpf_ktime_get_coarse_ns() (tick resolution, a fraction of the cost of the precise
  * clock): ample for a 1 s refresh and timeouts of seconds. */
 #define LB_REFRESH_NS NSEC_PER_SEC
-
-struct lb_verdict {
-	int action;   /* XDP_* */
-	__u32 reason; /* enum kxlb_reason */
-};
 
 static __always_inline __u32 lb_mix32(__u64 h)
 {
@@ -61,33 +57,6 @@ static __always_inline void flow_key_from_pkt(struct kxlb_flow_key *k, const str
 	k->dport = pkt->dport;
 	k->proto = pkt->l4_proto;
 	k->family = family;
-}
-
-/* The node's full-NAT source address for a family, as a 16-byte ABI address. */
-static __always_inline void snat_addr(const struct kxlb_config *cfg, __u8 family, __be32 *out)
-{
-	if (family == KXLB_AF_INET) {
-		out[0] = cfg->snat_v4;
-		out[1] = 0;
-		out[2] = 0;
-		out[3] = 0;
-	} else {
-		__builtin_memcpy(out, cfg->snat_v6, 16);
-	}
-}
-
-static __always_inline int addr_is_zero(const __be32 *a, __u8 family)
-{
-	if (family == KXLB_AF_INET)
-		return a[0] == 0;
-	return (a[0] | a[1] | a[2] | a[3]) == 0;
-}
-
-static __always_inline int addr_eq(const __be32 *a, const __be32 *b, __u8 family)
-{
-	if (family == KXLB_AF_INET)
-		return a[0] == b[0];
-	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
 }
 
 /* Rewrites addresses and ports for the frame's family. */
@@ -161,6 +130,63 @@ static __always_inline void ct_track_close(struct kxlb_ct_value *ct, struct kxlb
 	}
 }
 
+/* The client may open flows to the service: it has no source ranges, or one holds the client. */
+static __always_inline int lb_source_allowed(const struct kxlb_service *svc,
+                                             const struct kxlb_flow_key *fk)
+{
+	struct kxlb_src_range_key k = {};
+
+	if (!(svc->flags & KXLB_SVC_F_SOURCE_RANGES))
+		return 1;
+	k.prefixlen = KXLB_SRC_RANGE_KEY_BITS + (fk->family == KXLB_AF_INET ? 32 : 128);
+	k.svc_id = bpf_htonl(svc->id);
+	k.family = fk->family;
+	__builtin_memcpy(k.addr, fk->saddr, 16);
+	return bpf_map_lookup_elem(&kxlb_source_ranges, &k) != NULL;
+}
+
+/* Backend id for a new flow. Under session affinity (affinity_s > 0) the client's remembered
+ * backend while it was used within affinity_s and can still take new flows (same generation, not
+ * draining, weight > 0) — Maglev table changes do not move it; otherwise the Maglev pick, which
+ * affinity then remembers. Returns 0 or a kxlb_reason as maglev_pick does. */
+static __always_inline int lb_pick_backend(const struct kxlb_flow_key *fk, __u32 svc_id,
+                                           __u32 affinity_s, __u32 hash, __u64 now, __u32 *bid)
+{
+	struct kxlb_affinity_key ak = {};
+	struct kxlb_affinity_value av = {};
+	struct kxlb_affinity_value *a;
+	struct kxlb_backend *be;
+	int r;
+
+	if (!affinity_s)
+		return maglev_pick(svc_id, hash, bid);
+	__builtin_memcpy(ak.client, fk->saddr, 16);
+	ak.svc_id = svc_id;
+	ak.family = fk->family;
+	a = bpf_map_lookup_elem(&kxlb_affinity, &ak);
+	if (a && age_ns(now, a->last_seen_ns) <= (__u64)affinity_s * NSEC_PER_SEC) {
+		be = backend_get(a->backend_id);
+		if (be && be->gen == a->backend_gen && !(be->flags & KXLB_BE_F_DRAINING) &&
+		    be->weight) {
+			a->last_seen_ns = now;
+			*bid = a->backend_id;
+			return 0;
+		}
+	}
+	r = maglev_pick(svc_id, hash, bid);
+	if (r)
+		return r;
+	be = backend_get(*bid);
+	if (!be)
+		return KXLB_R_DROP_BACKEND_MISSING;
+	av.last_seen_ns = now;
+	av.backend_id = *bid;
+	av.backend_gen = be->gen;
+	/* Best effort: without an entry the next flow is simply hashed again. */
+	bpf_map_update_elem(&kxlb_affinity, &ak, &av, BPF_ANY);
+	return 0;
+}
+
 /* Client -> frontend, for a frame that passed the frontend filter. An established flow is found
  * by its conntrack entry alone (one hash lookup); only new flows look the service up. */
 static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const struct pkt *pkt,
@@ -176,8 +202,8 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 	struct kxlb_backend *be = NULL;
 	struct kxlb_nexthop nh;
 	__be16 snat_port;
-	__u32 bid = 0, svc_id = 0;
-	int new_flow = 0, r;
+	__u32 bid = 0, svc_id = 0, affinity_s = 0;
+	int new_flow = 0, recover = 0, r;
 
 	if (ct) {
 		bid = ct->backend_id;
@@ -204,12 +230,25 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		svc = bpf_map_lookup_elem(&kxlb_services, &vk);
 		if (!svc)
 			return v; /* not a frontend (the filter is approximate) */
-		if (!ct && is_tcp && !syn) {
+		if (!lb_source_allowed(svc, fk)) {
 			v.action = XDP_DROP;
-			v.reason = KXLB_R_DROP_TCP_NO_FLOW;
+			v.reason = KXLB_R_DROP_SOURCE_RANGE;
 			return v;
 		}
+		if (!ct && is_tcp && !syn) {
+			/* An ACK segment of a connection whose entry is gone (LRU eviction under a flood
+			 * of new flows, a flush) is recovered (snat_alloc's recover mode); resets and
+			 * other flag mixes open nothing. */
+			if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) !=
+			    TCP_FLAG_ACK) {
+				v.action = XDP_DROP;
+				v.reason = KXLB_R_DROP_TCP_NO_FLOW;
+				return v;
+			}
+			recover = 1;
+		}
 		svc_id = svc->id;
+		affinity_s = svc->affinity_timeout_s;
 	}
 	snat_addr(cfg, fk->family, snat);
 	if (addr_is_zero(snat, fk->family)) {
@@ -222,7 +261,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		struct kxlb_nat_value nv = {};
 		struct kxlb_ct_value cv = {};
 
-		r = maglev_pick(svc_id, hash, &bid);
+		r = lb_pick_backend(fk, svc_id, affinity_s, hash, now, &bid);
 		if (r == KXLB_R_DROP_NO_BACKEND) {
 			if (lb_icmp_unreach(ctx, pkt, fk->family)) {
 				v.action = XDP_DROP;
@@ -239,7 +278,8 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 			v.reason = KXLB_R_DROP_BACKEND_MISSING;
 			return v;
 		}
-		r = fib_nexthop(ctx, fk->family, snat, be->addr, fk->proto, &nh);
+		r = fib_nexthop_backend(ctx, fk->family, snat, be->addr, fk->proto, bid, be->gen,
+		                        now, &nh);
 		if (r) {
 			v.reason = r;
 			return v;
@@ -251,7 +291,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		nv.vip_port = fk->dport;
 		nv.svc_id = svc_id;
 		nv.backend_id = bid;
-		r = snat_alloc(be, snat, cfg, fk->proto, hash, now, &nv, &snat_port);
+		r = snat_alloc(be, snat, cfg, fk->proto, hash, now, &nv, recover, &snat_port);
 		if (r) {
 			v.action = XDP_DROP;
 			v.reason = r;
@@ -399,6 +439,10 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
 
 	if (pkt->flags & (PKT_F_FRAGMENT | PKT_F_IPV4_OPTIONS | PKT_F_IPV6_EXTHDR) ||
 	    (pkt->l4_proto != IPPROTO_TCP && pkt->l4_proto != IPPROTO_UDP)) {
+		if (!(pkt->flags & (PKT_F_FRAGMENT | PKT_F_IPV4_OPTIONS | PKT_F_IPV6_EXTHDR)) &&
+		    (pkt->l4_proto == IPPROTO_ICMP || pkt->l4_proto == IPPROTO_ICMPV6) &&
+		    lb_icmp_error(ctx, pkt, family, len, &v))
+			return v;
 		if (!is_vip_addr(pkt, family))
 			return v;
 		if (pkt->flags & PKT_F_FRAGMENT)

@@ -11,7 +11,6 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 
-#define NSEC_PER_SEC 1000000000ULL
 #define SNAT_PORT_TRIES 16
 
 /* Frames reaching the rewrites carry no VLAN tag, IPv4 options or IPv6 extension headers (those
@@ -105,44 +104,108 @@ static __always_inline int lb6_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	return 0;
 }
 
+/* The node's full-NAT source address for a family, as a 16-byte ABI address. */
+static __always_inline void snat_addr(const struct kxlb_config *cfg, __u8 family, __be32 *out)
+{
+	if (family == KXLB_AF_INET) {
+		out[0] = cfg->snat_v4;
+		out[1] = 0;
+		out[2] = 0;
+		out[3] = 0;
+	} else {
+		__builtin_memcpy(out, cfg->snat_v6, 16);
+	}
+}
+
+static __always_inline int addr_is_zero(const __be32 *a, __u8 family)
+{
+	if (family == KXLB_AF_INET)
+		return a[0] == 0;
+	return (a[0] | a[1] | a[2] | a[3]) == 0;
+}
+
+static __always_inline int addr_eq(const __be32 *a, const __be32 *b, __u8 family)
+{
+	if (family == KXLB_AF_INET)
+		return a[0] == b[0];
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
+}
+
 /* Nanoseconds since then; 0 if another CPU stored a time later than our `now`. */
 static __always_inline __u64 age_ns(__u64 now, __u64 then)
 {
 	return now > then ? now - then : 0;
 }
 
-/* A NAT entry no longer reserves its port: closed and past TIME_WAIT, or an idle UDP flow. */
-static __always_inline int nat_entry_expired(const struct kxlb_nat_value *v,
-                                             const struct kxlb_config *cfg, __u8 proto, __u64 now)
+/* A NAT entry no longer reserves its port: closed and past TIME_WAIT (timewait_ns), or an idle
+ * UDP flow (udp_idle_ns). */
+static __always_inline int nat_entry_expired(const struct kxlb_nat_value *v, __u64 timewait_ns,
+                                             __u64 udp_idle_ns, __u8 proto, __u64 now)
 {
 	__u64 age = age_ns(now, v->last_seen_ns);
 
 	if (v->flags & KXLB_CT_F_CLOSED)
-		return age > (__u64)cfg->tcp_timewait_s * NSEC_PER_SEC;
+		return age > timewait_ns;
 	if (proto == IPPROTO_UDP)
-		return age > (__u64)cfg->udp_timeout_s * NSEC_PER_SEC;
+		return age > udp_idle_ns;
 	return 0;
+}
+/* The reverse-NAT key of a reply from backend be to the node's snat_addr (port still unset), and
+ * the SNAT range: *lo, *range and the flow's first port offset *start (from its hash). Returns 0,
+ * or -1 if the configured range is empty. */
+static __always_inline int snat_key_init(struct kxlb_flow_key *nk, const struct kxlb_backend *be,
+                                         const __be32 *snat_addr, const struct kxlb_config *cfg,
+                                         __u8 proto, __u32 hash, __u32 *lo, __u32 *range,
+                                         __u32 *start)
+{
+	__u32 hi = cfg->snat_port_hi;
+
+	*lo = cfg->snat_port_lo;
+	if (*lo == 0 || hi < *lo)
+		return -1;
+	*range = hi - *lo + 1;
+	*start = (hash ^ (hash >> 15)) % *range;
+	__builtin_memcpy(nk->saddr, be->addr, 16);
+	__builtin_memcpy(nk->daddr, snat_addr, 16);
+	nk->sport = be->port;
+	nk->proto = proto;
+	nk->family = be->family;
+	return 0;
+}
+
+/* A reverse entry belongs to the flow described by nv (same client, frontend and backend) and
+ * still reserves its port for it. */
+static __always_inline int nat_entry_owned(const struct kxlb_nat_value *old,
+                                           const struct kxlb_nat_value *nv)
+{
+	return old->backend_id == nv->backend_id && old->client_port == nv->client_port &&
+	       old->vip_port == nv->vip_port && !(old->flags & KXLB_CT_F_CLOSED) &&
+	       addr_eq(old->client_addr, nv->client_addr, KXLB_AF_INET6) &&
+	       addr_eq(old->vip_addr, nv->vip_addr, KXLB_AF_INET6);
 }
 
 /* Reserves a node source port toward backend be and stores the reverse entry *nv under it.
  * Probes from a hash-derived start; a port is taken while its entry lives (incl. TIME_WAIT).
- * Returns 0 with *port set (network order), or KXLB_R_DROP_SNAT_EXHAUSTED. */
+ * Returns 0 with *port set (network order), or KXLB_R_DROP_SNAT_EXHAUSTED.
+ *
+ * recover: for a mid-connection TCP segment whose flow entry is gone (LRU eviction under a flood
+ * of new flows, a flush), only the first probe, the port the flow most likely had: its reverse
+ * entry is reused if it still belongs to this flow, or the port taken if free, so the backend sees
+ * the same 4-tuple as before. Otherwise KXLB_R_DROP_TCP_NO_FLOW. */
 static __always_inline int snat_alloc(const struct kxlb_backend *be, const __be32 *snat_addr,
                                       const struct kxlb_config *cfg, __u8 proto, __u32 hash,
-                                      __u64 now, const struct kxlb_nat_value *nv, __be16 *port)
+                                      __u64 now, const struct kxlb_nat_value *nv, int recover,
+                                      __be16 *port)
 {
+	/* Plain values, not cfg, inside the loop: clang 14 otherwise carries a register the verifier
+	 * sees as uninitialised across the loop latch. */
+	__u64 timewait_ns = (__u64)cfg->tcp_timewait_s * NSEC_PER_SEC;
+	__u64 udp_idle_ns = (__u64)cfg->udp_timeout_s * NSEC_PER_SEC;
 	struct kxlb_flow_key nk = {};
-	__u32 lo = cfg->snat_port_lo, hi = cfg->snat_port_hi, range, start;
+	__u32 lo, range, start;
 
-	if (lo == 0 || hi < lo)
-		return KXLB_R_DROP_SNAT_EXHAUSTED;
-	range = hi - lo + 1;
-	start = (hash ^ (hash >> 15)) % range;
-	__builtin_memcpy(nk.saddr, be->addr, 16);
-	__builtin_memcpy(nk.daddr, snat_addr, 16);
-	nk.sport = be->port;
-	nk.proto = proto;
-	nk.family = be->family;
+	if (snat_key_init(&nk, be, snat_addr, cfg, proto, hash, &lo, &range, &start))
+		return recover ? KXLB_R_DROP_TCP_NO_FLOW : KXLB_R_DROP_SNAT_EXHAUSTED;
 
 	for (int i = 0; i < SNAT_PORT_TRIES; i++) {
 		struct kxlb_nat_value *old;
@@ -151,7 +214,14 @@ static __always_inline int snat_alloc(const struct kxlb_backend *be, const __be3
 		if (bpf_map_update_elem(&kxlb_nat, &nk, nv, BPF_NOEXIST) == 0)
 			goto done;
 		old = bpf_map_lookup_elem(&kxlb_nat, &nk);
-		if (old && nat_entry_expired(old, cfg, proto, now)) {
+		if (recover) {
+			if (old && nat_entry_owned(old, nv)) {
+				old->last_seen_ns = now;
+				goto done;
+			}
+			return KXLB_R_DROP_TCP_NO_FLOW;
+		}
+		if (old && nat_entry_expired(old, timewait_ns, udp_idle_ns, proto, now)) {
 			struct kxlb_flow_key prev = {};
 
 			/* The port changes hands: the previous owner's forward entry must not keep

@@ -82,6 +82,9 @@ struct kxlb_parse_counters {
 #define KXLB_MAX_BACKENDS 131072
 #define KXLB_MAX_VIP_ADDRS 16384
 #define KXLB_DEFAULT_CT_ENTRIES 262144
+#define KXLB_NH_CACHE_SLOTS 4096 /* per CPU; a power of two */
+#define KXLB_MAX_SOURCE_RANGES 65536
+#define KXLB_DEFAULT_AFFINITY_ENTRIES 65536
 /* Largest Maglev table (slots) a service may have; tables are primes <= this. */
 #define KXLB_MAX_MAGLEV_SIZE 65537
 
@@ -98,6 +101,9 @@ struct kxlb_vip_key {
 enum kxlb_svc_flags {
 	KXLB_SVC_F_SOCKET_LB = 1 << 0, /* node-local clients are balanced at connect() */
 	KXLB_SVC_F_DSR = 1 << 1,       /* direct server return (IPIP) instead of full-NAT */
+	/* only clients in the service's kxlb_source_ranges entries may open flows (set by the
+	 * programmer whenever the service has ranges; not a user flag) */
+	KXLB_SVC_F_SOURCE_RANGES = 1 << 2,
 };
 
 /* kxlb_frontend_filter: one entry, a bitmap with the bit kxlb_frontend_bit() of every frontend
@@ -128,6 +134,37 @@ static inline __u32 kxlb_frontend_bit(const __be32 *addr, __be16 port, __u8 prot
 struct kxlb_service {
 	__u32 id;    /* < KXLB_MAX_SERVICES: index of kxlb_maglev and kxlb_svc_stats */
 	__u32 flags; /* KXLB_SVC_F_* */
+	/* Session affinity (Kubernetes sessionAffinity: ClientIP): a client address keeps its backend
+	 * for new flows until this many seconds pass without a new flow from it; 0: off. */
+	__u32 affinity_timeout_s;
+	__u32 pad;
+};
+
+/* kxlb_source_ranges key (LPM trie; Kubernetes loadBalancerSourceRanges): a client prefix
+ * allowed into service svc_id. prefixlen counts from svc_id: 64 + the CIDR's length, so a lookup
+ * with prefixlen 64 + 32 (IPv4) or 64 + 128 (IPv6) matches only the service's own ranges of the
+ * client's family. Value: __u32, unused (1). */
+struct kxlb_src_range_key {
+	__u32 prefixlen;
+	__be32 svc_id; /* network order: LPM matches bytes from the first */
+	__u8 family;
+	__u8 pad[3];
+	__be32 addr[4];
+};
+#define KXLB_SRC_RANGE_KEY_BITS 64 /* bits of svc_id + family + pad before the address */
+
+/* kxlb_affinity key: (service, client address) under session affinity. LRU: oldest evicted. */
+struct kxlb_affinity_key {
+	__be32 client[4];
+	__u32 svc_id;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct kxlb_affinity_value {
+	__u64 last_seen_ns; /* last new flow of the client to the service (bpf_ktime_get_coarse_ns) */
+	__u32 backend_id;
+	__u32 backend_gen;
 };
 
 /* Maglev tables: kxlb_maglev[service id] is an inner __u32 array of 2 + 2 x size entries, double
@@ -161,8 +198,9 @@ struct kxlb_backend {
 	__u8 family;
 	__u8 flags; /* KXLB_BE_F_* */
 	__u32 gen; /* changes whenever the id is given to another backend: flows of an old gen re-balance */
-	/* Owner and weight are not read by the datapath: they let a restarted agent adopt the maps
-	 * (rebuild its id allocation and reproduce every Maglev table) without disturbing flows. */
+	/* Owner and weight let a restarted agent adopt the maps (rebuild its id allocation and
+	 * reproduce every Maglev table) without disturbing flows. The datapath reads the weight only
+	 * for session affinity: 0 (like KXLB_BE_F_DRAINING) takes no new flows. */
 	__u32 svc_id;
 	__u32 weight;
 };
@@ -183,6 +221,18 @@ struct kxlb_nexthop {
 	__u32 ifindex;
 	__u8 dmac[6];
 	__u8 smac[6];
+};
+
+/* kxlb_nh_cache value (per-CPU array of KXLB_NH_CACHE_SLOTS, slot = backend id % slots): the next
+ * hop toward a backend, so a new flow skips bpf_fib_lookup. Written and read by the datapath only;
+ * valid while backend id, generation and ingress NIC match and it is younger than a second. */
+struct kxlb_nh_cache_entry {
+	__u64 stamp_ns; /* when it was looked up; 0: empty */
+	__u32 backend_id;
+	__u32 backend_gen;
+	__u32 ingress_ifindex;
+	struct kxlb_nexthop nh;
+	__u32 pad;
 };
 
 enum kxlb_ct_flags {
@@ -261,7 +311,10 @@ struct kxlb_lb_counter {
 	X(KXLB_R_DROP_SNAT_EXHAUSTED, "drop_snat_exhausted") /* no free SNAT port toward backend */ \
 	X(KXLB_R_DROP_BACKEND_MISSING, "drop_backend_missing") /* Maglev slot names no backend */ \
 	X(KXLB_R_DROP_NO_BACKEND, "drop_no_backend")   /* no backend and no ICMP error possible */ \
-	X(KXLB_R_DROP_CT_FULL, "drop_ct_full")         /* conntrack insert failed */
+	X(KXLB_R_DROP_CT_FULL, "drop_ct_full")         /* conntrack insert failed */ \
+	X(KXLB_R_DROP_SOURCE_RANGE, "drop_source_range") /* client not in the service's source ranges */ \
+	X(KXLB_R_PASS_ICMP_NO_FLOW, "pass_icmp_no_flow") /* ICMP error quoting no tracked flow */ \
+	X(KXLB_R_DROP_ICMP_MALFORMED, "drop_icmp_malformed") /* ICMP error to a flow, quote unusable */
 
 #define KXLB_ENUM_ENTRY_(id, name) id,
 enum kxlb_reason {

@@ -44,7 +44,8 @@ Status ip(lab::Lab& lab, const std::vector<std::string>& args) {
 
 }  // namespace
 
-Result<std::unique_ptr<LbHarness>> LbHarness::create(const LbConfig& cfg, const LbProgrammerOptions& opts) {
+Result<std::unique_ptr<LbHarness>> LbHarness::create(const LbConfig& cfg, const LbProgrammerOptions& opts,
+                                                     const XdpLbLoadOptions& load_opts) {
     std::unique_ptr<LbHarness> h(new LbHarness());
     lab::Topology t;
     t.namespaces = {"node", "peer0", "peer1"};
@@ -82,7 +83,7 @@ Result<std::unique_ptr<LbHarness>> LbHarness::create(const LbConfig& cfg, const 
     h->eth0_ = *e0;
     h->eth1_ = *e1;
 
-    auto prog = XdpLbProgram::load();
+    auto prog = XdpLbProgram::load(load_opts);
     if (!prog) return prog.error();
     h->prog_.emplace(std::move(prog).value());
     const auto fds = h->prog_->lb_map_fds();

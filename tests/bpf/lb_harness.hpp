@@ -49,7 +49,8 @@ LbConfig default_lb_config();
 class LbHarness {
 public:
     static Result<std::unique_ptr<LbHarness>> create(const LbConfig& cfg = default_lb_config(),
-                                                     const LbProgrammerOptions& opts = {});
+                                                     const LbProgrammerOptions& opts = {},
+                                                     const XdpLbLoadOptions& load_opts = {});
 
     // Runs one frame; ingress 0 = node eth0, 1 = node eth1.
     Result<XdpRun> run(const Packet& frame, int ingress = 0);

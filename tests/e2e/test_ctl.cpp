@@ -628,10 +628,10 @@ TEST_F(Ctl, ConntrackFlushNeedsYesAndEmptiesConntrack) {
 
     const auto refused = ctl_raw({"conntrack", "flush"});
     EXPECT_EQ(refused.exit_code, 2);
-    EXPECT_EQ(Json::parse(refused.out),
-              Json({{"error",
-                     "conntrack flush deletes live flows (established TCP connections through kxlb break): "
-                     "add --yes to confirm"}}));
+    EXPECT_EQ(Json::parse(refused.out), Json({{"error",
+                                               "conntrack flush deletes live flows (established TCP connections "
+                                               "continue only if their backend and SNAT port can be recovered): "
+                                               "add --yes to confirm"}}));
     EXPECT_EQ(ct.flows()->size(), 3u);
 
     // One service: its two flows, forward and reverse entries.

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,12 @@ struct VipKeyLess {
 };
 struct VipAddrLess {
     bool operator()(const kxlb_vip_addr_key& a, const kxlb_vip_addr_key& b) const {
+        return std::memcmp(&a, &b, sizeof(a)) < 0;
+    }
+};
+
+struct SrcRangeLess {
+    bool operator()(const kxlb_src_range_key& a, const kxlb_src_range_key& b) const {
         return std::memcmp(&a, &b, sizeof(a)) < 0;
     }
 };
@@ -63,6 +70,19 @@ public:
         backends.erase(id);
         return {};
     }
+    Status put_source_range(const kxlb_src_range_key& key) override {
+        if (auto s = check("put_source_range"); !s) return s;
+        source_ranges.insert(key);
+        return {};
+    }
+    Status delete_source_range(const kxlb_src_range_key& key) override {
+        if (auto s = check("delete_source_range"); !s) return s;
+        source_ranges.erase(key);
+        return {};
+    }
+    Result<std::vector<kxlb_src_range_key>> read_source_ranges() const override {
+        return std::vector<kxlb_src_range_key>(source_ranges.begin(), source_ranges.end());
+    }
     Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) override {
         if (auto s = check("swap_maglev"); !s) return s;
         ++swaps;
@@ -106,6 +126,7 @@ public:
     std::map<kxlb_vip_addr_key, std::uint32_t, VipAddrLess> vip_addrs;
     std::map<std::uint32_t, kxlb_backend> backends;
     std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
+    std::set<kxlb_src_range_key, SrcRangeLess> source_ranges;
     std::vector<std::uint32_t> tx_ports;
     kxlb_frontend_filter filter{};
     int swaps = 0;

@@ -279,7 +279,7 @@ const InvalidCase kInvalid[] = {
     {"unknown_key_close", "servces: []\n", "agent.yaml:1:1: servces: unknown key; did you mean 'services'?"},
     {"unknown_key_far", "cluster: prod\n",
      "agent.yaml:1:1: cluster: unknown key; valid keys here: node, datapath, pin_path, socket_lb, metrics, logging, "
-     "services"},
+     "services, kubernetes"},
     {"duplicate_key", "pin_path: /a\npin_path: /b\n",
      "agent.yaml:2:1: pin_path: duplicate key (first on line 1); remove one of them"},
     // ---- node
@@ -412,7 +412,7 @@ const InvalidCase kInvalid[] = {
      "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n"
      "    session_affinity: { timeout: 25h }\n",
      "agent.yaml:4:34: services[0].session_affinity.timeout: 25h is out of range 1s-24h; how long a client stays "
-     "with its backend after its last packet, e.g. 3h"},
+     "with its backend after its last new connection, e.g. 3h"},
     {"cidr_host_bits",
      "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n"
      "    source_ranges: [10.0.0.1/8]\n",

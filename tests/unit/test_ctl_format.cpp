@@ -583,7 +583,8 @@ TEST(CtlArgsCli, BadServiceSyntax) {
 
 TEST(CtlArgsCli, FlushNeedsYes) {
     const std::string msg =
-        "conntrack flush deletes live flows (established TCP connections through kxlb break): add --yes to confirm";
+        "conntrack flush deletes live flows (established TCP connections continue only if their backend and SNAT "
+        "port can be recovered): add --yes to confirm";
     expect_usage_error({"conntrack", "flush"}, msg);
     expect_usage_error({"conntrack", "flush", "--service", "10.96.0.1:443/tcp"}, msg);
     // JSON mode: the error object on stdout, nothing on stderr, still exit 2.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -362,6 +363,116 @@ TEST_F(LbProgrammerTest, AdoptRefusesStateItCouldNotHaveWritten) {
     auto unreadable = LbProgrammer::adopt(maps_, LbProgrammerOptions{kSize, 99});
     ASSERT_FALSE(unreadable);
     EXPECT_EQ(unreadable.error().message, "adopt: fake read_services: Input/output error");
+}
+
+Cidr cidr(const std::string& addr, std::uint8_t len) { return Cidr{IpAddr::parse(addr).value(), len}; }
+
+TEST_F(LbProgrammerTest, SourceRangesAndAffinityAreWrittenBeforeTheFlagAndRemovedAfter) {
+    auto lb = make();
+    ServiceSpec s = svc("10.96.0.1", 443, {"10.0.0.1"});
+    s.source_ranges = {cidr("10.0.0.0", 8), cidr("fd00::", 8)};
+    s.affinity_timeout_s = 600;
+    auto id = lb.upsert_service(s);
+    ASSERT_TRUE(id) << id.error().message;
+    ASSERT_EQ(maps_.services.size(), 1u);
+    const kxlb_service v = maps_.services.begin()->second;
+    EXPECT_EQ(v.flags, static_cast<std::uint32_t>(KXLB_SVC_F_SOURCE_RANGES));
+    EXPECT_EQ(v.affinity_timeout_s, 600u);
+    ASSERT_EQ(maps_.source_ranges.size(), 2u);
+    std::set<std::string> written;
+    for (const auto& k : maps_.source_ranges) {
+        auto r = source_range_from_key(k);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->first, *id);
+        written.insert(r->second.str());
+    }
+    EXPECT_EQ(written, (std::set<std::string>{"10.0.0.0/8", "fd00::/8"}));
+    EXPECT_EQ(maps_.source_ranges.begin()->prefixlen, KXLB_SRC_RANGE_KEY_BITS + 8u);
+
+    // One range replaced, affinity off.
+    s.source_ranges = {cidr("10.0.0.0", 8), cidr("192.168.0.0", 16)};
+    s.affinity_timeout_s = 0;
+    ASSERT_TRUE(lb.upsert_service(s));
+    written.clear();
+    for (const auto& k : maps_.source_ranges) written.insert(source_range_from_key(k)->second.str());
+    EXPECT_EQ(written, (std::set<std::string>{"10.0.0.0/8", "192.168.0.0/16"}));
+    EXPECT_EQ(maps_.services.begin()->second.affinity_timeout_s, 0u);
+
+    // No ranges: flag off, entries gone. Removal clears them too.
+    s.source_ranges.clear();
+    ASSERT_TRUE(lb.upsert_service(s));
+    EXPECT_EQ(maps_.services.begin()->second.flags, 0u);
+    EXPECT_TRUE(maps_.source_ranges.empty());
+    s.source_ranges = {cidr("10.0.0.0", 8)};
+    ASSERT_TRUE(lb.upsert_service(s));
+    ASSERT_TRUE(lb.remove_service(s.frontend));
+    EXPECT_TRUE(maps_.source_ranges.empty());
+}
+
+TEST_F(LbProgrammerTest, FailedSourceRangeWriteLeavesTheOldServiceAsItWas) {
+    auto lb = make();
+    ServiceSpec s = svc("10.96.0.1", 443, {"10.0.0.1"});
+    s.source_ranges = {cidr("10.0.0.0", 8)};
+    ASSERT_TRUE(lb.upsert_service(s));
+    const auto services_before = maps_.services.begin()->second;
+    ServiceSpec next = s;
+    next.source_ranges = {cidr("10.0.0.0", 8), cidr("172.16.0.0", 12), cidr("192.168.0.0", 16)};
+    maps_.fail("put_source_range", 2);  // the second new range fails
+    EXPECT_FALSE(lb.upsert_service(next));
+    ASSERT_EQ(maps_.source_ranges.size(), 1u);
+    EXPECT_EQ(source_range_from_key(*maps_.source_ranges.begin())->second.str(), "10.0.0.0/8");
+    EXPECT_EQ(std::memcmp(&maps_.services.begin()->second, &services_before, sizeof(kxlb_service)), 0);
+    // A failed removal of an old range rolls the flag and the added ranges back as well.
+    next.source_ranges = {cidr("172.16.0.0", 12)};
+    maps_.fail("delete_source_range", 1);
+    EXPECT_FALSE(lb.upsert_service(next));
+    ASSERT_EQ(maps_.source_ranges.size(), 1u);
+    EXPECT_EQ(source_range_from_key(*maps_.source_ranges.begin())->second.str(), "10.0.0.0/8");
+    ASSERT_TRUE(lb.upsert_service(next));  // and it converges on retry
+    EXPECT_EQ(source_range_from_key(*maps_.source_ranges.begin())->second.str(), "172.16.0.0/12");
+}
+
+TEST_F(LbProgrammerTest, AdoptReadsSourceRangesAndAffinityBack) {
+    ServiceSpec s = svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2"});
+    s.source_ranges = {cidr("10.0.0.0", 8), cidr("fd00::", 8)};
+    s.affinity_timeout_s = 30;
+    {
+        auto lb = make();
+        ASSERT_TRUE(lb.upsert_service(s));
+    }
+    LbProgrammerOptions o;
+    o.maglev_size = kSize;
+    o.hash_seed = 99;
+    auto adopted = LbProgrammer::adopt(maps_, o);
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    const auto* st = adopted->service(s.frontend);
+    ASSERT_NE(st, nullptr);
+    EXPECT_EQ(st->spec.source_ranges, s.source_ranges);
+    EXPECT_EQ(st->spec.affinity_timeout_s, 30u);
+    EXPECT_EQ(st->spec.flags, 0u) << "the derived source-range flag is not a user flag";
+    const int swaps = maps_.swaps;
+    ASSERT_TRUE(adopted->upsert_service(s));
+    EXPECT_EQ(maps_.swaps, swaps) << "the same spec after adoption writes nothing";
+}
+
+TEST(LbTypes, SourceRangeValidation) {
+    ServiceSpec s = svc("10.96.0.1", 443, {"10.0.0.1"});
+    s.source_ranges = {cidr("10.0.0.1", 8)};
+    auto v = validate(s);
+    ASSERT_FALSE(v);
+    EXPECT_NE(v.error().message.find("10.0.0.1/8 has host bits set"), std::string::npos) << v.error().message;
+    s.source_ranges = {cidr("10.0.0.0", 33)};
+    EXPECT_FALSE(validate(s));
+    s.source_ranges = {cidr("192.168.0.0", 16), cidr("10.0.0.0", 8)};
+    EXPECT_FALSE(validate(s)) << "unsorted";
+    s.source_ranges = {cidr("10.0.0.0", 8), cidr("10.0.0.0", 8)};
+    EXPECT_FALSE(validate(s)) << "duplicate";
+    s.source_ranges = {cidr("10.0.0.0", 8), cidr("fd00::", 8)};
+    EXPECT_TRUE(validate(s));
+    s.flags = KXLB_SVC_F_SOURCE_RANGES;
+    EXPECT_FALSE(validate(s)) << "the derived flag cannot be set by callers";
+    EXPECT_EQ(cidr("10.1.2.3", 12).network().str(), "10.0.0.0/12");
+    EXPECT_EQ(cidr("fd00::ff", 120).network().str(), "fd00::/120");
 }
 
 TEST(LbProgrammerOptionsTest, RejectsNonPrimeTable) {

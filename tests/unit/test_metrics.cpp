@@ -163,7 +163,9 @@ TEST(MetricsExposition, DatapathFamiliesAreExact) {
               "kxlb_datapath_drops_total{reason=\"drop_snat_exhausted\"} 0\n"
               "kxlb_datapath_drops_total{reason=\"drop_backend_missing\"} 0\n"
               "kxlb_datapath_drops_total{reason=\"drop_no_backend\"} 0\n"
-              "kxlb_datapath_drops_total{reason=\"drop_ct_full\"} 0\n");
+              "kxlb_datapath_drops_total{reason=\"drop_ct_full\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"drop_source_range\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"drop_icmp_malformed\"} 0\n");
     EXPECT_NE(text.find("kxlb_datapath_passes_total{reason=\"pass_not_vip\"} 1000\n"), std::string::npos);
     EXPECT_EQ(block(text, "kxlb_conntrack_entries"),
               "# HELP kxlb_conntrack_entries Tracked flows in the conntrack map (counted at most every few seconds)\n"

@@ -42,10 +42,6 @@ Status check_supported(const AgentConfig& cfg) {
         const std::string where = "services[" + std::to_string(i) + "] (" + s.name + "): ";
         if (s.mode == ServiceMode::Dsr)
             problems += where + "mode dsr is not implemented by this datapath yet; use fullnat\n";
-        if (s.affinity_timeout)
-            problems += where + "session_affinity is not implemented by this datapath yet; remove it\n";
-        if (!s.source_ranges.empty())
-            problems += where + "source_ranges is not implemented by this datapath yet; remove it\n";
     }
     if (problems.empty()) return {};
     problems.pop_back();
@@ -77,8 +73,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentConfig cfg, std::string config_
 }
 
 Agent::~Agent() {
-    // Probes and loop handlers go first; pinned maps and links stay for the next agent.
+    // Probes, watchers and loop handlers go first; pinned maps and links stay for the next agent.
     prober_.reset();
+    k8s_.reset();
 }
 
 Status Agent::init(AgentConfig cfg, std::string config_path) {
@@ -113,10 +110,16 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
     sync_node_config();
     if (!lb_config_) return Error::invalid("cannot program the datapath configuration");
 
+    if (cfg_.kubernetes.enabled) {
+        auto src = KubernetesSource::create(cfg_.kubernetes, *loop_, [this] { on_k8s_change(); });
+        if (!src) return src.error();
+        k8s_ = std::move(src).value();
+        k8s_->set_node_addresses(node_addresses());
+    }
     // Backends the previous agent had drained for failing probes stay drained until probes say
     // otherwise: a restart must not send new flows to a backend known to be down.
-    reconciler_.set_services(cfg_.services);
-    for (const auto& svc : cfg_.services)
+    rebuild_services();
+    for (const auto& svc : services_)
         for (const auto& fe : svc.frontends)
             if (const auto* st = datapath_->programmer().service(fe))
                 for (const auto& be : st->spec.backends)
@@ -142,7 +145,60 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
     ::malloc_trim(0);
     started_ = true;
     update_readiness();
+    if (k8s_) {
+        k8s_->start();
+        refresh_k8s_metrics();
+    }
     return {};
+}
+
+std::vector<IpAddr> Agent::node_addresses() const {
+    std::vector<IpAddr> out;
+    if (lb_config_)
+        for (const auto& a : {lb_config_->snat_v4, lb_config_->snat_v6})
+            if (a.family) out.push_back(a);
+    return out;
+}
+
+void Agent::rebuild_services() {
+    std::vector<ServiceConfig> extra;
+    if (k8s_ && k8s_->synced()) extra = k8s_->services();
+    else if (k8s_)
+        if (auto boot = bootstrap_service(cfg_.kubernetes)) extra.push_back(*boot);  // before the first sync
+    auto merged = merge_services(cfg_.services, extra);
+    if (merged.conflicts != conflicts_) {
+        for (const auto& c : merged.conflicts) spdlog::warn("{}", c);
+        conflicts_ = merged.conflicts;
+    }
+    services_ = std::move(merged.services);
+    reconciler_.set_services(services_);
+}
+
+void Agent::on_k8s_change() {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!k8s_->update()) return refresh_k8s_metrics();
+    rebuild_services();
+    sync_probes();
+    apply();
+    update_readiness();
+    refresh_k8s_metrics();
+    spdlog::debug("kubernetes change programmed in {} us",
+                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void Agent::refresh_k8s_metrics() {
+    if (!k8s_) return;
+    const auto st = k8s_->stats();
+    metrics_->set_kubernetes(st.synced, st.services, st.watch_failures, st.relists);
+    if (k8s_timer_) loop_->cancel_timer(*k8s_timer_);
+    // Until the first sync, poll for it: an empty cluster completes its lists without any change
+    // that would wake the loop.
+    const bool synced = st.synced;
+    k8s_timer_ = loop_->add_timer(synced ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100), [this] {
+        k8s_timer_.reset();
+        if (!k8s_->synced()) on_k8s_change();
+        else refresh_k8s_metrics();
+    });
 }
 
 Status Agent::run() {
@@ -157,6 +213,7 @@ void Agent::apply(const std::string* service) {
                                 : reconciler_.apply(datapath_->programmer());
     ++stats_.applies;
     metrics_->observe_reconcile(std::chrono::steady_clock::now() - t0, report.failures.size());
+    metrics_->observe_writes(static_cast<std::size_t>(report.upserted), static_cast<std::size_t>(report.removed));
     last_apply_ok_ = report.ok();
     update_readiness();
     const auto us =
@@ -175,6 +232,10 @@ void Agent::apply(const std::string* service) {
 
 void Agent::update_readiness() {
     if (!started_ || metrics_->ready()) return;  // once ready, stays ready (a retry is not an outage)
+    if (k8s_ && !k8s_->synced()) {
+        metrics_->set_ready(false, "waiting for the initial Kubernetes lists of services and endpointslices");
+        return;
+    }
     if (last_apply_ok_) metrics_->set_ready(true);
     else metrics_->set_ready(false, "programming the services into the datapath failed; retrying");
 }
@@ -213,7 +274,7 @@ void Agent::on_transition(TargetId id, bool healthy) {
 
 void Agent::sync_probes() {
     std::map<TargetKey, TargetId> want;
-    for (const auto& svc : cfg_.services) {
+    for (const auto& svc : services_) {
         if (!svc.health_check) continue;
         for (const auto& b : svc.backends) {
             TargetKey key{BackendRef{svc.name, BackendSpec{b.addr, b.port}.identity()}, b.addr, b.port,
@@ -239,7 +300,7 @@ void Agent::sync_probes() {
     std::erase_if(want, [&](const auto& kv) { return !target_refs_.count(kv.second); });
     targets_ = std::move(want);
     std::set<BackendRef> refs;
-    for (const auto& svc : cfg_.services)
+    for (const auto& svc : services_)
         for (const auto& b : svc.backends) {
             BackendRef ref{svc.name, BackendSpec{b.addr, b.port}.identity()};
             metrics_->set_backend_health(ref, reconciler_.healthy(ref));
@@ -285,6 +346,11 @@ void Agent::sync_node_config() {
     spdlog::info("node addresses for full-NAT: ipv4 {} ipv6 {}", want.snat_v4.family ? want.snat_v4.str() : "(none)",
                  want.snat_v6.family ? want.snat_v6.str() : "(none)");
     lb_config_ = want;
+    if (k8s_ && k8s_->set_node_addresses(node_addresses()) && started_) {
+        rebuild_services();
+        sync_probes();
+        apply();
+    }
 }
 
 void Agent::on_netlink() {
@@ -381,6 +447,7 @@ void Agent::reload() {
     restart_only("datapath.hash_seed", cfg.hash_seed != cfg_.hash_seed);
     restart_only("socket_lb.cgroup", cfg.socket_lb_cgroup != cfg_.socket_lb_cgroup);
     restart_only("metrics.address", cfg.metrics_address != cfg_.metrics_address);
+    restart_only("kubernetes", cfg.kubernetes != cfg_.kubernetes);
     // Keep the restart-only settings of the running instance.
     cfg.pin_path = cfg_.pin_path;
     cfg.conntrack_entries = cfg_.conntrack_entries;
@@ -388,9 +455,10 @@ void Agent::reload() {
     cfg.hash_seed = cfg_.hash_seed;
     cfg.socket_lb_cgroup = cfg_.socket_lb_cgroup;
     cfg.metrics_address = cfg_.metrics_address;
+    cfg.kubernetes = cfg_.kubernetes;
     if (auto st = configure_logging(cfg.log_level, cfg.log_format); !st) spdlog::warn("{}", st.error().message);
     cfg_ = std::move(cfg);
-    reconciler_.set_services(cfg_.services);
+    rebuild_services();
     sync_probes();
     sync_interfaces();
     sync_node_config();

@@ -11,6 +11,7 @@
 #include "agent/config.hpp"
 #include "agent/datapath.hpp"
 #include "agent/event_loop.hpp"
+#include "agent/k8s_source.hpp"
 #include "agent/metrics.hpp"
 #include "agent/netlink.hpp"
 #include "agent/prober.hpp"
@@ -72,6 +73,11 @@ private:
     void on_signal();
     Status watch_config_file();
     void on_config_file_event();
+    // Programs the config file's services merged with the Kubernetes ones (the file wins on a clash).
+    void rebuild_services();
+    void on_k8s_change();
+    void refresh_k8s_metrics();
+    std::vector<IpAddr> node_addresses() const;
 
     AgentConfig cfg_;
     std::string config_path_;
@@ -82,6 +88,10 @@ private:
     std::unique_ptr<NodeDatapath> datapath_;
     Reconciler reconciler_;
     std::unique_ptr<Prober> prober_;
+    std::unique_ptr<KubernetesSource> k8s_;        // null unless kubernetes.enabled
+    std::vector<ServiceConfig> services_;          // what the reconciler programs: file ∪ Kubernetes
+    std::vector<std::string> conflicts_;           // last logged merge conflicts
+    std::optional<EventLoop::TimerId> k8s_timer_;  // periodic metrics refresh
     std::map<TargetKey, TargetId> targets_;
     std::map<TargetId, BackendRef> target_refs_;
     TargetId next_target_ = 1;

@@ -19,8 +19,6 @@
 
 namespace kxlb::agent {
 
-std::string Cidr::str() const { return addr.str() + "/" + std::to_string(prefix_len); }
-
 namespace {
 
 using std::chrono::milliseconds;
@@ -452,14 +450,6 @@ bool valid_listen_address(std::string_view s) {
     return p && *p >= 1 && *p <= 65535;
 }
 
-IpAddr mask(IpAddr a, std::uint8_t prefix_len) {
-    for (std::size_t i = 0; i < a.bytes.size(); ++i) {
-        const int keep = std::clamp(static_cast<int>(prefix_len) - static_cast<int>(i) * 8, 0, 8);
-        a.bytes[i] &= static_cast<std::uint8_t>(0xff00 >> keep);
-    }
-    return a;
-}
-
 // Nearest primes below and above n within the table-size range, for the "not a prime" hint.
 std::string prime_suggestion(std::uint32_t n) {
     std::string out;
@@ -531,7 +521,7 @@ private:
     }
 
     void root(const Val& v) {
-        Fields f(d_, v, {"node", "datapath", "pin_path", "socket_lb", "metrics", "logging", "services"},
+        Fields f(d_, v, {"node", "datapath", "pin_path", "socket_lb", "metrics", "logging", "services", "kubernetes"},
                  "start from the example in docs/agent.md");
         if (auto n = f.get("node")) node(*n);
         if (auto n = f.get("datapath")) datapath(*n);
@@ -542,6 +532,64 @@ private:
         if (auto n = f.get("metrics")) metrics(*n);
         if (auto n = f.get("logging")) logging(*n);
         if (auto n = f.get("services")) services(*n);
+        if (auto n = f.get("kubernetes")) kubernetes(*n);
+    }
+
+    // ---- kubernetes
+
+    // "IP:port" / "[IPv6]:port".
+    std::optional<EndpointConfig> endpoint(const Val& v, std::string_view hint) {
+        auto text = read_string(d_, v, hint);
+        if (!text) return std::nullopt;
+        if (!valid_listen_address(*text)) {
+            d_.report(v, quote(*text) + " is not an IP:port address", hint);
+            return std::nullopt;
+        }
+        const std::string_view s(*text);
+        const auto colon = s.rfind(':');
+        const std::string_view host = s.starts_with('[') ? s.substr(1, colon - 2) : s.substr(0, colon);
+        auto ip = IpAddr::parse(host);
+        auto port = to_u64(s.substr(colon + 1));
+        if (!ip || !port) return std::nullopt;
+        return EndpointConfig{*ip, static_cast<std::uint16_t>(*port)};
+    }
+
+    void kubernetes(const Val& v) {
+        Fields f(d_, v, {"enabled", "kubeconfig", "node_name", "bootstrap_apiservers", "apiserver_service"},
+                 "write kubernetes: { enabled: true } (see docs/kubernetes.md)");
+        auto& k = cfg_.kubernetes;
+        assign(f.get("enabled"), k.enabled, [&](const Val& x) { return read_bool(d_, x); });
+        assign(f.get("kubeconfig"), k.kubeconfig, [&](const Val& x) {
+            return read_abs_path(d_, x, true, "use an absolute kubeconfig path, or \"\" for the in-cluster account");
+        });
+        if (auto n = f.get("node_name")) {
+            constexpr std::string_view kHint = "use the Kubernetes node name, e.g. worker-1";
+            if (auto name = read_string(d_, *n, kHint)) {
+                if (name->size() > 253 || has_space_or_control(*name))
+                    d_.report(*n, quote(*name) + " is not a node name", kHint);
+                else k.node_name = *name;
+            }
+        }
+        constexpr std::string_view kApiHint = "write IP:port, e.g. 10.0.0.11:6443 or [fd00::11]:6443";
+        if (auto n = f.get("bootstrap_apiservers"))
+            for (const auto& item : read_list(d_, *n, "list the control-plane apiservers, e.g. [10.0.0.11:6443]"))
+                if (auto e = endpoint(item, kApiHint)) {
+                    if (std::find(k.bootstrap_apiservers.begin(), k.bootstrap_apiservers.end(), *e) !=
+                        k.bootstrap_apiservers.end())
+                        d_.report(item, "this apiserver is listed twice", "remove one of them");
+                    else k.bootstrap_apiservers.push_back(*e);
+                }
+        if (auto n = f.get("apiserver_service")) {
+            k.apiserver_service = endpoint(*n, "write the kubernetes Service address, e.g. 10.96.0.1:443");
+            if (k.apiserver_service)
+                for (const auto& e : k.bootstrap_apiservers)
+                    if (e.addr.family != k.apiserver_service->addr.family)
+                        d_.report(*n, "the bootstrap apiservers must have the family of apiserver_service",
+                                  "list " + family_name(k.apiserver_service->addr) + " apiservers");
+        } else if (!k.bootstrap_apiservers.empty()) {
+            d_.report(v, "bootstrap_apiservers needs apiserver_service",
+                      "add apiserver_service: the kubernetes Service address, e.g. 10.96.0.1:443");
+        }
     }
 
     // ---- node
@@ -789,7 +837,7 @@ private:
         s.affinity_timeout = std::chrono::hours(3);
         assign(f.get("timeout"), *s.affinity_timeout, [&](const Val& x) {
             return read_seconds(d_, x, seconds(1), std::chrono::hours(24),
-                                "how long a client stays with its backend after its last packet, e.g. 3h");
+                                "how long a client stays with its backend after its last new connection, e.g. 3h");
         });
     }
 
@@ -818,8 +866,8 @@ private:
             return std::nullopt;
         }
         Cidr c{*ip, static_cast<std::uint8_t>(*len)};
-        if (const IpAddr net = mask(*ip, c.prefix_len); net != *ip) {
-            d_.report(v, quote(s) + " has host bits set", "use " + Cidr{net, c.prefix_len}.str());
+        if (!c.host_bits_zero()) {
+            d_.report(v, quote(s) + " has host bits set", "use " + c.network().str());
             return std::nullopt;
         }
         return c;

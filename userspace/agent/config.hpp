@@ -24,14 +24,6 @@ struct InterfaceConfig {
     bool operator==(const InterfaceConfig&) const = default;
 };
 
-// An address prefix; host bits are always zero (the parser rejects "10.0.0.1/8").
-struct Cidr {
-    IpAddr addr;
-    std::uint8_t prefix_len = 0;  // 0..32 (IPv4) or 0..128 (IPv6)
-    std::string str() const;      // "10.0.0.0/8", "fd00::/8"
-    bool operator==(const Cidr&) const = default;
-};
-
 enum class ServiceMode { FullNat, Dsr };
 // What the datapath does when every backend of a service fails its health check.
 enum class AllDownPolicy {
@@ -43,6 +35,9 @@ struct BackendConfig {
     IpAddr addr;  // not unspecified
     std::uint16_t port = 0;
     std::uint32_t weight = 1;  // 1..65535
+    // Keeps its established flows, gets no new ones (a terminating Kubernetes endpoint). Not settable
+    // in the config file: only the Kubernetes source produces draining backends.
+    bool draining = false;
     bool operator==(const BackendConfig&) const = default;
 };
 
@@ -61,6 +56,26 @@ struct ServiceConfig {
     bool operator==(const ServiceConfig&) const = default;
 };
 
+// An address and port the agent dials (an apiserver); "IP:port" or "[IPv6]:port" in the file.
+struct EndpointConfig {
+    IpAddr addr;
+    std::uint16_t port = 0;  // 1..65535
+    bool operator==(const EndpointConfig&) const = default;
+};
+
+// The Kubernetes state source (docs/kubernetes.md): Services and EndpointSlices from the API are
+// programmed beside the file's services.
+struct KubernetesConfig {
+    bool enabled = false;
+    std::string kubeconfig;  // absolute path; "": the in-cluster service account
+    std::string node_name;   // "": $NODE_NAME, else the host name (resolved by the agent)
+    // Apiservers programmed on apiserver_service (socket-LB) before the API answers; replaced by the
+    // endpoints of default/kubernetes once known. Non-empty requires apiserver_service.
+    std::vector<EndpointConfig> bootstrap_apiservers;
+    std::optional<EndpointConfig> apiserver_service;  // the `kubernetes` Service address, e.g. 10.96.0.1:443
+    bool operator==(const KubernetesConfig&) const = default;
+};
+
 struct AgentConfig {
     std::vector<InterfaceConfig> interfaces;         // may be empty (socket-LB only node); unique names
     std::vector<IpAddr> node_addresses;              // empty: auto-detect; at most one per family
@@ -76,6 +91,7 @@ struct AgentConfig {
     std::string log_level = "info";                           // trace|debug|info|warn|error
     std::string log_format = "text";                          // text|json
     std::vector<ServiceConfig> services;
+    KubernetesConfig kubernetes;
     bool operator==(const AgentConfig&) const = default;
 };
 

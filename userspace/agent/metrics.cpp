@@ -41,7 +41,8 @@ constexpr bool starts_with(std::string_view s, std::string_view p) { return s.su
 constexpr std::optional<ReasonKind> classify(std::string_view name) {
     if (starts_with(name, "fwd_")) return ReasonKind::Forward;
     if (starts_with(name, "pass_")) return ReasonKind::Pass;
-    if (starts_with(name, "drop_") || name == "tx_unreach_no_backend") return ReasonKind::Drop;
+    // tx_*: the frame was answered with an ICMP error instead of being delivered.
+    if (starts_with(name, "drop_") || starts_with(name, "tx_")) return ReasonKind::Drop;
     return std::nullopt;
 }
 
@@ -590,6 +591,53 @@ AgentMetrics::AgentMetrics(MetricsOptions opts)
         reloads.Add({{"result", "ok"}}),
         reloads.Add({{"result", "failed"}}),
     });
+    auto& writes = prometheus::BuildCounter()
+                       .Name("kxlb_datapath_frontend_writes_total")
+                       .Help("Frontends written to (upsert) or removed from (remove) the BPF maps by reconciles")
+                       .Register(r);
+    writes_upsert_ = &writes.Add({{"op", "upsert"}});
+    writes_remove_ = &writes.Add({{"op", "remove"}});
+}
+
+void AgentMetrics::observe_writes(std::size_t upserted, std::size_t removed) {
+    if (upserted) writes_upsert_->Increment(static_cast<double>(upserted));
+    if (removed) writes_remove_->Increment(static_cast<double>(removed));
+}
+
+void AgentMetrics::set_kubernetes(bool synced, std::size_t services, std::uint64_t watch_failures,
+                                  std::uint64_t relists) {
+    if (!k8s_) {
+        auto& r = *registry_;
+        K8sSeries k;
+        k.synced = &prometheus::BuildGauge()
+                        .Name("kxlb_k8s_synced")
+                        .Help("1 once the initial lists of Services and EndpointSlices completed")
+                        .Register(r)
+                        .Add({});
+        k.services = &prometheus::BuildGauge()
+                          .Name("kxlb_k8s_services")
+                          .Help("Service configurations mapped from Kubernetes (per service, port, family and role)")
+                          .Register(r)
+                          .Add({});
+        k.watch_failures = &prometheus::BuildCounter()
+                                .Name("kxlb_k8s_watch_failures_total")
+                                .Help("Failed Kubernetes lists and watches (each retried with backoff)")
+                                .Register(r)
+                                .Add({});
+        k.relists = &prometheus::BuildCounter()
+                         .Name("kxlb_k8s_relists_total")
+                         .Help("Complete Kubernetes relists after the initial ones (410 Gone, reconnects)")
+                         .Register(r)
+                         .Add({});
+        k8s_ = k;
+    }
+    k8s_->synced->Set(synced ? 1 : 0);
+    k8s_->services->Set(static_cast<double>(services));
+    if (watch_failures > k8s_->failures_seen)
+        k8s_->watch_failures->Increment(static_cast<double>(watch_failures - k8s_->failures_seen));
+    if (relists > k8s_->relists_seen) k8s_->relists->Increment(static_cast<double>(relists - k8s_->relists_seen));
+    k8s_->failures_seen = std::max(k8s_->failures_seen, watch_failures);
+    k8s_->relists_seen = std::max(k8s_->relists_seen, relists);
 }
 
 AgentMetrics::~AgentMetrics() { server_.reset(); }

@@ -179,6 +179,13 @@ public:
     void observe_reconcile(std::chrono::nanoseconds duration, std::size_t failures);
     // One configuration reload attempt: kxlb_config_reloads_total{result="ok"|"failed"}.
     void config_reload(bool ok);
+    // Frontends one apply wrote and removed: kxlb_datapath_frontend_writes_total{op="upsert"|"remove"}
+    // (zero after a Kubernetes relist that found nothing new).
+    void observe_writes(std::size_t upserted, std::size_t removed);
+    // The Kubernetes source: kxlb_k8s_synced (0/1), kxlb_k8s_services (mapped service configs), and the
+    // running totals kxlb_k8s_watch_failures_total and kxlb_k8s_relists_total (pass the source's totals;
+    // the counters advance by the difference). The series appear with the first call.
+    void set_kubernetes(bool synced, std::size_t services, std::uint64_t watch_failures, std::uint64_t relists);
     // /readyz answers 200 "ready" while ready, else 503 "not ready: <reason>". Not ready
     // ("starting") until the first call.
     void set_ready(bool ready, std::string reason = {});
@@ -211,6 +218,16 @@ private:
     std::optional<EventLoop::TimePoint> last_error_log_;
     bool ready_ = false;
     std::string not_ready_reason_ = "starting";
+    prometheus::Counter* writes_upsert_ = nullptr;
+    prometheus::Counter* writes_remove_ = nullptr;
+    struct K8sSeries {
+        prometheus::Gauge* synced = nullptr;
+        prometheus::Gauge* services = nullptr;
+        prometheus::Counter* watch_failures = nullptr;
+        prometheus::Counter* relists = nullptr;
+        std::uint64_t failures_seen = 0, relists_seen = 0;
+    };
+    std::optional<K8sSeries> k8s_;
     std::unique_ptr<Server> server_;  // last member: destroyed first
 };
 

@@ -48,7 +48,7 @@ bool Reconciler::healthy(const BackendRef& ref) const {
 void Reconciler::remember_healthy(const ServiceConfig& svc) {
     std::set<BackendIdentity> up;
     for (const auto& b : svc.backends)
-        if (healthy(BackendRef{svc.name, identity_of(b)})) up.insert(identity_of(b));
+        if (!b.draining && healthy(BackendRef{svc.name, identity_of(b)})) up.insert(identity_of(b));
     if (!up.empty()) last_healthy_[svc.name] = std::move(up);
 }
 
@@ -80,8 +80,8 @@ void Reconciler::desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& 
     {
         // Which backends take new flows.
         std::set<BackendIdentity> serving;
-        for (const auto& b : svc.backends)
-            if (healthy(BackendRef{svc.name, identity_of(b)})) serving.insert(identity_of(b));
+        for (const auto& b : svc.backends)  // draining backends (terminating endpoints) never take new flows
+            if (!b.draining && healthy(BackendRef{svc.name, identity_of(b)})) serving.insert(identity_of(b));
         if (serving.empty() && svc.all_down == AllDownPolicy::KeepLastHealthy) {
             auto it = last_healthy_.find(svc.name);
             if (it != last_healthy_.end()) serving = it->second;
@@ -90,9 +90,16 @@ void Reconciler::desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& 
             ServiceSpec spec;
             spec.frontend = fe;
             spec.flags = service_flags(svc);
+            spec.affinity_timeout_s =
+                svc.affinity_timeout ? static_cast<std::uint32_t>(svc.affinity_timeout->count()) : 0;
+            spec.source_ranges = svc.source_ranges;
+            std::sort(spec.source_ranges.begin(), spec.source_ranges.end());
+            spec.source_ranges.erase(std::unique(spec.source_ranges.begin(), spec.source_ranges.end()),
+                                     spec.source_ranges.end());
             for (const auto& b : svc.backends) {
                 if (b.addr.family != fe.addr.family) continue;
-                spec.backends.push_back(BackendSpec{b.addr, b.port, b.weight, !serving.count(identity_of(b))});
+                spec.backends.push_back(
+                    BackendSpec{b.addr, b.port, b.weight, b.draining || !serving.count(identity_of(b))});
             }
             // Config order carries no meaning: a reordered list must not look like a change.
             std::sort(spec.backends.begin(), spec.backends.end(),

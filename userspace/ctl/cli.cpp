@@ -224,7 +224,8 @@ private:
         if (leaf == ct_flush_) {
             if (!raw_.yes)
                 return UsageError{
-                    "conntrack flush deletes live flows (established TCP connections through kxlb break): "
+                    "conntrack flush deletes live flows (established TCP connections continue only if their backend "
+                    "and SNAT port can be recovered): "
                     "add --yes to confirm"};
             auto s = optional_service(ct_flush_service_);
             if (!s) return UsageError{s.error().message};

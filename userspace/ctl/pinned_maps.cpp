@@ -35,6 +35,8 @@ Result<PinnedMaps> PinnedMaps::open(const std::string& pin_root) {
         {"kxlb_svc_stats", &f.svc_stats},
         {"kxlb_backend_stats", &f.backend_stats},
         {"kxlb_frontend_filter", &f.frontend_filter},
+        {"kxlb_source_ranges", &f.source_ranges},
+        {"kxlb_affinity", &f.affinity},
     };
     for (const auto& [name, fd] : required)
         if (auto st = m.open_map(name, fd, true); !st) return st.error();

@@ -30,7 +30,7 @@ Result<TraceProgram> TraceProgram::load(const LbMapFds& live) {
         {m.kxlb_config, live.config},       {m.kxlb_services, live.services},
         {m.kxlb_vip_addrs, live.vip_addrs}, {m.kxlb_backends, live.backends},
         {m.kxlb_maglev, live.maglev},       {m.kxlb_frontend_filter, live.frontend_filter},
-        {m.kxlb_tx_ports, live.tx_ports},
+        {m.kxlb_tx_ports, live.tx_ports},   {m.kxlb_source_ranges, live.source_ranges},
     };
     for (const auto& [map, fd] : shared) {
         if (fd < 0) return Error::invalid(std::string("trace: live map ") + bpf_map__name(map) + " is not open");
@@ -39,7 +39,7 @@ Result<TraceProgram> TraceProgram::load(const LbMapFds& live) {
     }
     // Private maps: small where the content does not matter (per-service/backend counters are not
     // read back; out-of-range ids are simply not counted), full-size where it does (reasons).
-    for (bpf_map* map : {m.kxlb_ct, m.kxlb_nat})
+    for (bpf_map* map : {m.kxlb_ct, m.kxlb_nat, m.kxlb_affinity})
         if (int err = bpf_map__set_max_entries(map, kPrivateCtEntries); err != 0)
             return Error::from_errno(err, "trace: size private conntrack");
     for (bpf_map* map : {m.kxlb_svc_stats, m.kxlb_backend_stats})

@@ -15,13 +15,19 @@ static_assert(offsetof(kxlb_counter, packets) == 0);
 static_assert(offsetof(kxlb_counter, bytes) == 8);
 
 static_assert(sizeof(kxlb_vip_key) == 20 && offsetof(kxlb_vip_key, port) == 16 && offsetof(kxlb_vip_key, family) == 19);
-static_assert(sizeof(kxlb_service) == 8);
 static_assert(sizeof(kxlb_vip_addr_key) == 20);
 static_assert(sizeof(kxlb_backend) == 32 && offsetof(kxlb_backend, gen) == 20 && offsetof(kxlb_backend, svc_id) == 24 &&
               offsetof(kxlb_backend, weight) == 28);
 static_assert(sizeof(kxlb_flow_key) == 40 && offsetof(kxlb_flow_key, sport) == 32 &&
               offsetof(kxlb_flow_key, family) == 37);
 static_assert(sizeof(kxlb_nexthop) == 16);
+static_assert(sizeof(kxlb_service) == 16 && offsetof(kxlb_service, affinity_timeout_s) == 8);
+static_assert(sizeof(kxlb_src_range_key) == 28 && offsetof(kxlb_src_range_key, svc_id) == 4 &&
+              offsetof(kxlb_src_range_key, addr) == 12 &&
+              KXLB_SRC_RANGE_KEY_BITS == 8 * (offsetof(kxlb_src_range_key, addr) - 4));
+static_assert(sizeof(kxlb_affinity_key) == 24 && offsetof(kxlb_affinity_key, family) == 20);
+static_assert(sizeof(kxlb_affinity_value) == 16);
+static_assert(sizeof(kxlb_nh_cache_entry) == 40 && offsetof(kxlb_nh_cache_entry, nh) == 20);
 static_assert(sizeof(kxlb_ct_value) == 48 && offsetof(kxlb_ct_value, flags) == 20 && offsetof(kxlb_ct_value, nh) == 28);
 static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, flags) == 52 &&
               offsetof(kxlb_nat_value, nh) == 56);

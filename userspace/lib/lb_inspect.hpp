@@ -39,7 +39,9 @@ public:
     Result<std::vector<Flow>> flows() const;
     Result<std::vector<Nat>> nat_entries() const;
     // Deletes forward and reverse entries (of one service if svc_id is set). Flows that continue
-    // afterwards are new flows again (TCP without SYN is dropped). Returns entries removed.
+    // afterwards are new flows again (a TCP ACK is recovered onto its Maglev backend and most
+    // likely SNAT port; the backend resets it if that was not the connection's). Returns entries
+    // removed.
     Result<std::size_t> flush(std::optional<std::uint32_t> svc_id = std::nullopt);
 
 private:

@@ -30,9 +30,26 @@ Result<BpfLbMaps> BpfLbMaps::bind(const LbMapFds& fds) {
     if (!backends) return backends.error();
     auto filter = TypedMap<std::uint32_t, kxlb_frontend_filter>::bind(fds.frontend_filter);
     if (!filter) return filter.error();
+    auto ranges = TypedMap<kxlb_src_range_key, std::uint32_t>::bind(fds.source_ranges);
+    if (!ranges) return ranges.error();
     if (auto st = detail::check_map_layout(fds.maglev, sizeof(std::uint32_t), sizeof(std::uint32_t), false); !st)
         return st.error();
-    return BpfLbMaps(*config, *services, *vips, *backends, *filter, fds.maglev, fds.tx_ports);
+    return BpfLbMaps(*config, *services, *vips, *backends, *filter, *ranges, fds.maglev, fds.tx_ports);
+}
+
+Status BpfLbMaps::put_source_range(const kxlb_src_range_key& key) { return source_ranges_.update(key, 1); }
+
+Status BpfLbMaps::delete_source_range(const kxlb_src_range_key& key) {
+    auto r = source_ranges_.erase(key);
+    if (!r) return r.error();
+    return {};
+}
+
+Result<std::vector<kxlb_src_range_key>> BpfLbMaps::read_source_ranges() const {
+    std::vector<kxlb_src_range_key> out;
+    auto st = source_ranges_.for_each([&](const kxlb_src_range_key& k, std::uint32_t) { out.push_back(k); });
+    if (!st) return st.error();
+    return out;
 }
 
 Status BpfLbMaps::set_config(const kxlb_config& cfg) { return config_.update(0, cfg); }

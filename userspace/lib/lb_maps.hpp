@@ -38,6 +38,9 @@ public:
         std::span<const std::uint32_t> table;
     };
     virtual Status swap_maglev_many(std::span<const TableUpdate> updates) = 0;
+    // Source ranges (kxlb_source_ranges LPM entries): a client prefix allowed into a service.
+    virtual Status put_source_range(const kxlb_src_range_key& key) = 0;
+    virtual Status delete_source_range(const kxlb_src_range_key& key) = 0;
     // Replaces the frontend filter (one 8 KiB write).
     virtual Status set_frontend_filter(const kxlb_frontend_filter& filter) = 0;
     // Allows XDP_REDIRECT to ifindex. The kernel resolves ifindex in the caller's network namespace:
@@ -50,12 +53,14 @@ public:
     virtual Result<std::vector<ServiceEntry>> read_services() const = 0;
     // Only ids in use (family != 0).
     virtual Result<std::vector<BackendEntry>> read_backends() const = 0;
+    virtual Result<std::vector<kxlb_src_range_key>> read_source_ranges() const = 0;
 };
 
 // File descriptors of the datapath maps (owned by the program's skeleton or by pinned-map fds).
 struct LbMapFds {
     int config = -1, services = -1, vip_addrs = -1, backends = -1, maglev = -1, ct = -1, nat = -1, tx_ports = -1;
     int reasons = -1, svc_stats = -1, backend_stats = -1, frontend_filter = -1;
+    int source_ranges = -1, affinity = -1;
 };
 
 // The Maglev table of a service as the datapath reads it (its active half); empty if it has none.
@@ -85,20 +90,25 @@ public:
     Status clear_backend(std::uint32_t id) override;
     Status swap_maglev(std::uint32_t svc_id, std::span<const std::uint32_t> table) override;
     Status swap_maglev_many(std::span<const TableUpdate> updates) override;
+    Status put_source_range(const kxlb_src_range_key& key) override;
+    Status delete_source_range(const kxlb_src_range_key& key) override;
     Status set_frontend_filter(const kxlb_frontend_filter& filter) override;
     Status add_tx_port(std::uint32_t ifindex) override;
     Result<std::vector<ServiceEntry>> read_services() const override;
     Result<std::vector<BackendEntry>> read_backends() const override;
+    Result<std::vector<kxlb_src_range_key>> read_source_ranges() const override;
 
 private:
     BpfLbMaps(TypedMap<std::uint32_t, kxlb_config> config, TypedMap<kxlb_vip_key, kxlb_service> services,
               TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs, TypedMap<std::uint32_t, kxlb_backend> backends,
-              TypedMap<std::uint32_t, kxlb_frontend_filter> filter, int maglev_fd, int tx_ports_fd)
+              TypedMap<std::uint32_t, kxlb_frontend_filter> filter,
+              TypedMap<kxlb_src_range_key, std::uint32_t> source_ranges, int maglev_fd, int tx_ports_fd)
         : config_(config),
           services_(services),
           vip_addrs_(vip_addrs),
           backends_(backends),
           filter_(filter),
+          source_ranges_(source_ranges),
           maglev_fd_(maglev_fd),
           tx_ports_fd_(tx_ports_fd) {}
 
@@ -107,6 +117,7 @@ private:
     TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs_;
     TypedMap<std::uint32_t, kxlb_backend> backends_;
     TypedMap<std::uint32_t, kxlb_frontend_filter> filter_;
+    TypedMap<kxlb_src_range_key, std::uint32_t> source_ranges_;
     int maglev_fd_;
     int tx_ports_fd_;
     // Per service: since when the inactive half of its table has been inactive (epoch: never was).

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 namespace kxlb {
@@ -67,7 +68,8 @@ Result<LbProgrammer> LbProgrammer::adopt(LbMaps& maps, LbProgrammerOptions opts)
         by_id.emplace(svc.id, fe);
         ServiceSpec spec;
         spec.frontend = fe;
-        spec.flags = svc.flags;
+        spec.flags = svc.flags & ~static_cast<std::uint32_t>(KXLB_SVC_F_SOURCE_RANGES);
+        spec.affinity_timeout_s = svc.affinity_timeout_s;
         p.services_.emplace(fe, ServiceState{svc.id, std::move(spec), {}, {}});
         ++p.vip_refs_[VipAddr{fe.addr.family, fe.addr.bytes}];
     }
@@ -87,6 +89,19 @@ Result<LbProgrammer> LbProgrammer::adopt(LbMaps& maps, LbProgrammerOptions opts)
         st.backend_ids.push_back(id);
         st.backend_gens.push_back(be.gen);
     }
+    auto ranges = maps.read_source_ranges();
+    if (!ranges) return Error{ranges.error().code, "adopt: " + ranges.error().message};
+    for (const auto& key : *ranges) {
+        auto r = source_range_from_key(key);
+        auto owner = r ? by_id.find(r->first) : by_id.end();
+        if (owner == by_id.end()) {
+            // Not ours or its service is gone: it allows nobody into anything, remove it.
+            (void)maps.delete_source_range(key);
+            continue;
+        }
+        p.services_.at(owner->second).spec.source_ranges.push_back(r->second);
+    }
+    for (auto& [fe, st] : p.services_) std::sort(st.spec.source_ranges.begin(), st.spec.source_ranges.end());
     p.next_gen_ = max_gen + 1 == 0 ? 1 : max_gen + 1;
     // A backend whose service is gone is unreachable through any table; free its id.
     for (auto id : orphans) p.drop_backend(id);
@@ -158,7 +173,7 @@ Status LbProgrammer::add_frontend(const ServiceSpec& spec, std::uint32_t svc_id,
         (void)write_filter(nullptr);
         return s;
     }
-    if (auto s = maps_->put_service(fe.key(), kxlb_service{svc_id, spec.flags}); !s) {
+    if (auto s = maps_->put_service(fe.key(), service_value(svc_id, spec)); !s) {
         if (refs == 1) {
             (void)maps_->delete_vip_addr(vip_addr_key(fe.addr));
             vip_refs_.erase(va);
@@ -220,6 +235,16 @@ Result<LbProgrammer::Pending> LbProgrammer::prepare(const ServiceSpec& spec) {
         p.ids.push_back(*id);
         p.gens.push_back(gen);
     }
+    // New source ranges before the service flag that makes the datapath consult them.
+    for (const auto& r : spec.source_ranges) {
+        if (p.old && std::binary_search(p.old->spec.source_ranges.begin(), p.old->spec.source_ranges.end(), r))
+            continue;
+        if (auto s = maps_->put_source_range(source_range_key(p.svc_id, r)); !s) {
+            rollback(p);
+            return Error{s.error().code, "source range " + r.str() + ": " + s.error().message};
+        }
+        p.added_ranges.push_back(r);
+    }
     auto table = maglev_table(spec, p.ids);
     if (!table) {
         rollback(p);
@@ -234,6 +259,10 @@ void LbProgrammer::rollback(Pending& p) {
         if (p.old) (void)program_table(p.svc_id, p.old->spec, p.old->backend_ids);
         else (void)maps_->swap_maglev(p.svc_id, {});
     }
+    if (p.service_rewritten && p.old)
+        (void)maps_->put_service(p.spec.frontend.key(), service_value(p.svc_id, p.old->spec));
+    for (const auto& r : p.deleted_ranges) (void)maps_->put_source_range(source_range_key(p.svc_id, r));
+    for (const auto& r : p.added_ranges) (void)maps_->delete_source_range(source_range_key(p.svc_id, r));
     for (const auto& [id, value] : p.rewritten) (void)maps_->put_backend(id, value);
     for (auto id : p.created) drop_backend(id);
     if (!p.old) svc_ids_.release(p.svc_id);
@@ -243,9 +272,19 @@ Status LbProgrammer::finish(Pending& p, bool write_filter_now) {
     // New frontends become visible last.
     if (!p.old) {
         if (auto s = add_frontend(p.spec, p.svc_id, write_filter_now); !s) return s;
-    } else if (p.old->spec.flags != p.spec.flags) {
-        if (auto s = maps_->put_service(p.spec.frontend.key(), kxlb_service{p.svc_id, p.spec.flags}); !s) return s;
+    } else if (const kxlb_service v = service_value(p.svc_id, p.spec), was = service_value(p.svc_id, p.old->spec);
+               std::memcmp(&v, &was, sizeof(v)) != 0) {
+        if (auto s = maps_->put_service(p.spec.frontend.key(), v); !s) return s;
+        p.service_rewritten = true;
     }
+    // Source ranges the service no longer has, once its flag no longer needs them.
+    if (p.old)
+        for (const auto& r : p.old->spec.source_ranges) {
+            if (std::binary_search(p.spec.source_ranges.begin(), p.spec.source_ranges.end(), r)) continue;
+            if (auto s = maps_->delete_source_range(source_range_key(p.svc_id, r)); !s)
+                return Error{s.error().code, "removing source range " + r.str() + ": " + s.error().message};
+            p.deleted_ranges.push_back(r);
+        }
     // Commit: backends that left the service go away (their flows re-balance).
     if (p.old)
         for (std::size_t i = 0; i < p.old->backend_ids.size(); ++i)
@@ -330,6 +369,9 @@ Status LbProgrammer::remove_service(const Frontend& fe) {
     }
     if (auto s = maps_->swap_maglev(it->second.id, {}); !s)
         spdlog::warn("removing Maglev table of {}: {}", fe.str(), s.error().message);
+    for (const auto& r : it->second.spec.source_ranges)
+        if (auto s = maps_->delete_source_range(source_range_key(it->second.id, r)); !s)
+            spdlog::warn("removing source range {} of {}: {}", r.str(), fe.str(), s.error().message);
     for (auto id : it->second.backend_ids) drop_backend(id);
     svc_ids_.release(it->second.id);
     services_.erase(it);

@@ -89,6 +89,8 @@ private:
         std::vector<std::pair<std::uint32_t, kxlb_backend>> rewritten;  // (id, previous value)
         std::vector<std::uint32_t> table;
         bool table_swapped = false;
+        std::vector<Cidr> added_ranges, deleted_ranges;  // source ranges written / removed so far
+        bool service_rewritten = false;                  // the kxlb_services value was replaced
     };
     // Validates, allocates ids and writes the backends; computes the table. Undoes itself on error.
     Result<Pending> prepare(const ServiceSpec& spec);

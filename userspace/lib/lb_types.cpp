@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -91,6 +92,44 @@ std::string BackendSpec::str() const {
     return a + ":" + std::to_string(port);
 }
 
+std::string Cidr::str() const { return addr.str() + "/" + std::to_string(prefix_len); }
+
+Cidr Cidr::network() const {
+    Cidr n = *this;
+    for (std::size_t i = 0; i < n.addr.bytes.size(); ++i) {
+        const int keep = std::clamp(static_cast<int>(prefix_len) - static_cast<int>(i) * 8, 0, 8);
+        n.addr.bytes[i] &= static_cast<std::uint8_t>(0xff00 >> keep);
+    }
+    return n;
+}
+
+kxlb_src_range_key source_range_key(std::uint32_t svc_id, const Cidr& range) {
+    kxlb_src_range_key k{};
+    k.prefixlen = KXLB_SRC_RANGE_KEY_BITS + range.prefix_len;
+    k.svc_id = htonl(svc_id);
+    k.family = range.addr.family;
+    range.addr.to_words(k.addr);
+    return k;
+}
+
+std::optional<std::pair<std::uint32_t, Cidr>> source_range_from_key(const kxlb_src_range_key& key) {
+    if (key.family != AF_INET && key.family != AF_INET6) return std::nullopt;
+    const unsigned max_len = key.family == AF_INET ? 32 : 128;
+    if (key.prefixlen < KXLB_SRC_RANGE_KEY_BITS || key.prefixlen - KXLB_SRC_RANGE_KEY_BITS > max_len)
+        return std::nullopt;
+    Cidr c{IpAddr::from_words(key.family, key.addr),
+           static_cast<std::uint8_t>(key.prefixlen - KXLB_SRC_RANGE_KEY_BITS)};
+    return std::make_pair(ntohl(key.svc_id), c);
+}
+
+kxlb_service service_value(std::uint32_t id, const ServiceSpec& spec) {
+    kxlb_service v{};
+    v.id = id;
+    v.flags = spec.flags | (spec.source_ranges.empty() ? 0u : static_cast<std::uint32_t>(KXLB_SVC_F_SOURCE_RANGES));
+    v.affinity_timeout_s = spec.affinity_timeout_s;
+    return v;
+}
+
 Status validate(const ServiceSpec& svc) {
     std::string errs;
     auto err = [&](const std::string& e) { errs += (errs.empty() ? "" : "\n") + svc.frontend.str() + ": " + e; };
@@ -108,6 +147,17 @@ Status validate(const ServiceSpec& svc) {
         if (!seen.insert(be.identity()).second) err("backend " + be.str() + " is listed twice");
         if (be.weight > 65535) err("backend " + be.str() + " weight " + std::to_string(be.weight) + " > 65535");
     }
+    if (svc.flags & ~static_cast<std::uint32_t>(KXLB_SVC_F_SOCKET_LB | KXLB_SVC_F_DSR))
+        err("flags " + std::to_string(svc.flags) + " hold bits other than socket-lb and dsr");
+    for (std::size_t i = 0; i < svc.source_ranges.size(); ++i) {
+        const auto& r = svc.source_ranges[i];
+        const unsigned max_len = r.addr.family == AF_INET ? 32 : 128;
+        if (r.addr.family != AF_INET && r.addr.family != AF_INET6) err("source range without an address family");
+        else if (r.prefix_len > max_len) err("source range " + r.str() + " is longer than /" + std::to_string(max_len));
+        else if (!r.host_bits_zero()) err("source range " + r.str() + " has host bits set");
+        if (i > 0 && !(svc.source_ranges[i - 1] < r)) err("source ranges must be sorted and unique");
+    }
+    if (svc.source_ranges.size() > KXLB_MAX_SOURCE_RANGES) err("too many source ranges");
     if (!errs.empty()) return Error::invalid(errs);
     return {};
 }

@@ -7,8 +7,10 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "lib/abi.hpp"
@@ -30,6 +32,16 @@ struct IpAddr {
     void to_words(__be32 out[4]) const;
     static IpAddr from_words(std::uint8_t family, const __be32 in[4]);
     auto operator<=>(const IpAddr&) const = default;
+};
+
+// An address prefix (source ranges). Services carry only prefixes without host bits.
+struct Cidr {
+    IpAddr addr;
+    std::uint8_t prefix_len = 0;  // 0..32 (IPv4) or 0..128 (IPv6)
+    std::string str() const;      // "10.0.0.0/8", "fd00::/8"
+    Cidr network() const;         // the same prefix with host bits cleared
+    bool host_bits_zero() const { return network() == *this; }
+    auto operator<=>(const Cidr&) const = default;
 };
 
 const char* proto_name(std::uint8_t proto);  // "tcp", "udp", "proto-N"
@@ -57,10 +69,21 @@ struct BackendSpec {
 
 struct ServiceSpec {
     Frontend frontend;
-    std::uint32_t flags = 0;  // KXLB_SVC_F_*
+    std::uint32_t flags = 0;  // KXLB_SVC_F_SOCKET_LB / KXLB_SVC_F_DSR (KXLB_SVC_F_SOURCE_RANGES is derived)
+    std::uint32_t affinity_timeout_s = 0;  // session affinity by client address; 0: off
+    // Clients allowed to open flows; empty: everyone. Sorted, no duplicates, no host bits (validate).
+    std::vector<Cidr> source_ranges;
     std::vector<BackendSpec> backends;
     bool operator==(const ServiceSpec&) const = default;
 };
+
+// The kxlb_src_range_key of one of service svc_id's source ranges, and back (nullopt: not a key
+// kxlb writes).
+kxlb_src_range_key source_range_key(std::uint32_t svc_id, const Cidr& range);
+std::optional<std::pair<std::uint32_t, Cidr>> source_range_from_key(const kxlb_src_range_key& key);
+
+// The kxlb_services value of a service programmed under id (flags incl. the derived ones).
+kxlb_service service_value(std::uint32_t id, const ServiceSpec& spec);
 
 // Checks a service for what the datapath can carry; every problem is reported, one per line.
 Status validate(const ServiceSpec& svc);

@@ -62,6 +62,8 @@ LbMapFds lb_map_fds(const xdp_lb_bpf& skel) {
     f.svc_stats = bpf_map__fd(m.kxlb_svc_stats);
     f.backend_stats = bpf_map__fd(m.kxlb_backend_stats);
     f.frontend_filter = bpf_map__fd(m.kxlb_frontend_filter);
+    f.source_ranges = bpf_map__fd(m.kxlb_source_ranges);
+    f.affinity = bpf_map__fd(m.kxlb_affinity);
     return f;
 }
 
