@@ -8,6 +8,9 @@
 #   scripts/bench.sh             full run (1M runs per ns case, 3 s per pps setup and thread count; < 3 min)
 #   scripts/bench.sh --quick     short run (< 1 min)
 #   scripts/bench.sh [--quick] -- ARGS...   extra kxlb-bench arguments, e.g. -- --only ns --case "new flow"
+#   scripts/bench.sh -- --only k8s [--services N] [--changes N]   part D, only run this way: EndpointSlice change
+#                                -> BPF maps latency and agent memory, real kxlb-agent fed by the fake apiserver
+#                                (python3); default 10,000 services x 10 endpoints
 #   scripts/bench.sh -h|--help
 #
 # Environment: KXLB_BUILD_DIR (default build), KXLB_BENCH_OUT (also write the report to this file).

@@ -12,6 +12,7 @@ ERROR event like the real apiserver, or as HTTP 410), bearer tokens or client ce
 
 The test drives it with GET /_control?c=<url-encoded JSON> (or POST /_control with a JSON body):
   {"cmd": "put", "path": P, "object": {...}}            create or replace (ADDED / MODIFIED)
+  {"cmd": "put_many", "items": [{"path": P, "object": {...}}, ...]}  several puts (bulk loading)
   {"cmd": "delete", "path": P, "namespace": N, "name": X}
   {"cmd": "bookmark"}                                     a BOOKMARK to every active watch
   {"cmd": "compact"}                                      older resourceVersions and continue tokens -> 410
@@ -134,6 +135,10 @@ class State:
                 obj = self.mutate(path, "MODIFIED" if old else "ADDED", obj)
                 self.objects[path][key] = obj
                 return {"resourceVersion": obj["metadata"]["resourceVersion"], "uid": m["uid"]}
+            if cmd == "put_many":  # self.cond's lock is re-entrant
+                for item in c["items"]:
+                    self.control({"cmd": "put", "path": item["path"], "object": item["object"]})
+                return {"ok": True, "resourceVersion": str(self.rv)}
             if cmd == "delete":
                 path = c["path"]
                 old = self.objects[path].pop(c.get("namespace", "") + "/" + c["name"], None)
@@ -187,6 +192,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self):
+        # Like Go's net/http (the real apiserver): no Nagle, so small writes do not wait for delayed ACKs.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request.do_handshake()  # here, not in the accept loop: a failing client blocks no one
         super().setup()
 

@@ -1,7 +1,8 @@
 // kxlb-bench: datapath benchmarks that print every figure next to a baseline measured in the same run.
 //   A. ns/packet of XDP programs (BPF_PROG_TEST_RUN: one run per call, and hot loops of R runs per call through
 //      wrappers that restore the input) net of a trivial XDP_PASS, and as a ratio to a minimal reflector;
-//   B. packets/s through a netns lab for kxlb vs an XDP_TX reflector vs iptables DNAT+MASQUERADE.
+//   B. packets/s through a netns lab for kxlb vs an XDP_TX reflector vs iptables DNAT+MASQUERADE;
+//   C. the agent control plane; D. EndpointSlice change -> maps with the real agent and a fake apiserver.
 // Needs root (BPF, network namespaces). Not a test: it reports, it does not judge (exit 0 unless it cannot run).
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 
 #include "bench/agent_bench.hpp"
 #include "bench/bench_util.hpp"
+#include "bench/k8s_bench.hpp"
 #include "bench/ns_bench.hpp"
 #include "bench/pps_bench.hpp"
 #include "lib/libbpf_log.hpp"
@@ -28,18 +30,23 @@ struct Args {
     bool run_ns = true;
     bool run_pps = true;
     bool run_agent = true;
+    bool run_k8s = false;  // only with --only k8s (needs python3; over a minute at 10,000 services)
     NsBenchOptions ns;
     AgentBenchOptions agent;
+    K8sBenchOptions k8s;
     PpsBenchOptions pps;
 };
 
 void usage(std::FILE* f) {
     std::fprintf(
         f,
-        "usage: kxlb-bench [--quick] [--only ns|pps|agent] [--iterations N] [--seconds S] [--threads N] [--cpu N] ...\n"
+        "usage: kxlb-bench [--quick] [--only ns|pps|agent|k8s] [--iterations N] [--seconds S] [--threads N] [--cpu N] "
+        "...\n"
         "  --quick          short run: 200000 runs per ns case, 1 s (2 rounds) per pps setup and thread count\n"
-        "  --only ns|pps|agent  run only part A (ns/packet), B (packets per second) or C (agent control plane)\n"
-        "  --services N     part C: services to program (default 10000, 10 backends each)\n"
+        "  --only ns|pps|agent|k8s  run only part A (ns/packet), B (packets per second), C (agent control plane)\n"
+        "                   or D (k8s: EndpointSlice change -> maps, real agent + fake apiserver; only run this way)\n"
+        "  --services N     parts C and D: services to program (default 10000, 10 backends each)\n"
+        "  --changes N      part D: EndpointSlice changes timed (default 50)\n"
         "  --iterations N   BPF_PROG_TEST_RUN calls per ns case (default 1000000, max 10000000)\n"
         "  --seconds S      pps time per setup and thread count (default 3, max 30)\n"
         "  --threads N      pps runs with 1..N generator threads (default 2)\n"
@@ -81,14 +88,19 @@ int parse_args(int argc, char** argv, Args& a) {
             a.agent.quick = true;
         } else if (arg == "--only" && i + 1 < argc &&
                    (std::string_view(argv[i + 1]) == "ns" || std::string_view(argv[i + 1]) == "pps" ||
-                    std::string_view(argv[i + 1]) == "agent")) {
+                    std::string_view(argv[i + 1]) == "agent" || std::string_view(argv[i + 1]) == "k8s")) {
             const std::string_view part = argv[++i];
             a.run_ns = part == "ns";
             a.run_pps = part == "pps";
             a.run_agent = part == "agent";
+            a.run_k8s = part == "k8s";
         } else if (arg == "--services") {
             if (!value(1, 16000, &v)) return 2;
             a.agent.services = static_cast<int>(v);
+            a.k8s.services = static_cast<int>(v);
+        } else if (arg == "--changes") {
+            if (!value(1, 10000, &v)) return 2;
+            a.k8s.changes = static_cast<int>(v);
         } else if (arg == "--iterations") {
             if (!value(1000, 1e7, &v)) return 2;
             a.ns.iterations = static_cast<std::uint64_t>(v);
@@ -292,6 +304,15 @@ int run(int argc, char** argv) {
         a.agent.agent_bin = KXLB_AGENT_BIN;
         if (auto st = run_agent_bench(a.agent); !st) {
             std::fprintf(stderr, "kxlb-bench: part C failed: %s\n", st.error().message.c_str());
+            rc = 1;
+        }
+    }
+    if (a.run_k8s && !stop_requested()) {
+        std::fprintf(stderr, "kxlb-bench: part D (kubernetes: event -> maps), %d services...\n", a.k8s.services);
+        a.k8s.agent_bin = KXLB_AGENT_BIN;
+        a.k8s.fake_apiserver = KXLB_FAKE_APISERVER;
+        if (auto st = run_k8s_bench(a.k8s); !st) {
+            std::fprintf(stderr, "kxlb-bench: part D failed: %s\n", st.error().message.c_str());
             rc = 1;
         }
     }
