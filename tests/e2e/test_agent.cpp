@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/privileges.hpp"
+#include "e2e/agent_lab.hpp"
 #include "lab/lb_scenario.hpp"
 #include "lab/netns.hpp"
 #include "lib/bpf_link.hpp"
@@ -50,24 +51,14 @@ std::string config_yaml(const std::string& pin, const std::vector<int>& backends
     return y.str();
 }
 
-class AgentTest : public ::testing::Test {
+class AgentTest : public test::AgentLabTest {
 protected:
     void SetUp() override {
         KXLB_REQUIRE_ROOT();
-        pin_ = "/sys/fs/bpf/kxlb-e2e-agent-" + std::to_string(::getpid());
-        (void)remove_pinned(PinLayout{pin_});
-        auto sc = LbScenario::create(3, {kVip}, LbScenario::Datapath::None);
-        ASSERT_TRUE(sc) << sc.error().message;
-        sc_ = std::move(sc).value();
-        dir_ = std::filesystem::temp_directory_path() / ("kxlb-agent-e2e-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir_);
+        open_lab("agent", 3, kVip);
+        if (HasFatalFailure()) return;
         config_ = (dir_ / "agent.yaml").string();
         write_config(config_yaml(pin_, {1, 2, 3}));
-    }
-    void TearDown() override {
-        sc_.reset();  // kills the agent(s) and nginx, deletes namespaces
-        if (!pin_.empty()) (void)remove_pinned(PinLayout{pin_});
-        if (!dir_.empty()) std::filesystem::remove_all(dir_);
     }
     void write_config(const std::string& text) {
         const auto tmp = config_ + ".tmp";
@@ -107,10 +98,7 @@ protected:
         return st ? *st : XdpAttachState{};
     }
 
-    std::string pin_;
-    std::filesystem::path dir_;
     std::string config_;
-    std::unique_ptr<LbScenario> sc_;
 };
 
 TEST_F(AgentTest, DeadBackendLeavesRotationWithinTheProbeWindowAndComesBack) {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/privileges.hpp"
+#include "e2e/agent_lab.hpp"
 #include "k8s/api_client.hpp"
 #include "lab/lb_scenario.hpp"
 #include "lib/pinning.hpp"
@@ -60,17 +61,12 @@ json slice(const std::vector<std::pair<int, bool>>& eps) {
         {"endpoints", endpoints}};
 }
 
-class AgentK8sTest : public ::testing::Test {
+class AgentK8sTest : public test::AgentLabTest {
 protected:
     void SetUp() override {
         KXLB_REQUIRE_ROOT();
-        pin_ = "/sys/fs/bpf/kxlb-e2e-k8s-" + std::to_string(::getpid());
-        (void)remove_pinned(PinLayout{pin_});
-        auto sc = LbScenario::create(3, {kVip}, LbScenario::Datapath::None);
-        ASSERT_TRUE(sc) << sc.error().message;
-        sc_ = std::move(sc).value();
-        dir_ = std::filesystem::temp_directory_path() / ("kxlb-k8s-e2e-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir_);
+        open_lab("k8s", 3, kVip);
+        if (HasFatalFailure()) return;
         // The fake apiserver listens on the node namespace's loopback, where the agent runs.
         auto api = sc_->lab().spawn("node", {"python3", KXLB_FAKE_APISERVER, "--dir", dir_.string()});
         ASSERT_TRUE(api) << api.error().message;
@@ -101,11 +97,6 @@ protected:
             << "metrics:\n  address: \"" << kMetrics << "\"\n"
             << "kubernetes:\n  enabled: true\n  node_name: node-a\n  kubeconfig: " << (dir_ / "kubeconfig").string()
             << "\n";
-    }
-    void TearDown() override {
-        sc_.reset();  // kills the agent, the fake apiserver and nginx; deletes the namespaces
-        if (!pin_.empty()) (void)remove_pinned(PinLayout{pin_});
-        if (!dir_.empty()) std::filesystem::remove_all(dir_);
     }
 
     json control(const json& cmd) {
@@ -160,9 +151,6 @@ protected:
         return true;
     }
 
-    std::string pin_;
-    std::filesystem::path dir_;
-    std::unique_ptr<LbScenario> sc_;
     lab::Process* api_ = nullptr;
     int port_ = 0;
     std::shared_ptr<k8s::ApiClient> control_;

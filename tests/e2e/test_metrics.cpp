@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "common/privileges.hpp"
+#include "e2e/agent_lab.hpp"
 #include "lab/lb_scenario.hpp"
 #include "lab/netns.hpp"
 #include "lib/pinning.hpp"
@@ -65,24 +66,14 @@ double family_sum(const std::string& text, const std::string& name) {
     return sum;
 }
 
-class MetricsE2E : public ::testing::Test {
+class MetricsE2E : public test::AgentLabTest {
 protected:
     void SetUp() override {
         KXLB_REQUIRE_ROOT();
-        pin_ = "/sys/fs/bpf/kxlb-e2e-metrics-" + std::to_string(::getpid());
-        (void)remove_pinned(PinLayout{pin_});
-        auto sc = LbScenario::create(2, {kVip}, LbScenario::Datapath::None);
-        ASSERT_TRUE(sc) << sc.error().message;
-        sc_ = std::move(sc).value();
-        dir_ = std::filesystem::temp_directory_path() / ("kxlb-metrics-e2e-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir_);
+        open_lab("metrics", 2, kVip);
+        if (HasFatalFailure()) return;
         config_ = (dir_ / "agent.yaml").string();
         write_file(config_, config_yaml(pin_));
-    }
-    void TearDown() override {
-        sc_.reset();  // kills the agent, Prometheus and nginx, deletes the namespaces
-        if (!pin_.empty()) (void)remove_pinned(PinLayout{pin_});
-        if (!dir_.empty()) std::filesystem::remove_all(dir_);
     }
     static void write_file(const std::string& path, const std::string& text) {
         const auto tmp = path + ".tmp";
@@ -124,10 +115,7 @@ protected:
         return r && r->exit_code == 0;
     }
 
-    std::string pin_;
-    std::filesystem::path dir_;
     std::string config_;
-    std::unique_ptr<LbScenario> sc_;
 };
 
 TEST_F(MetricsE2E, CountsRealTrafficAndPrometheusScrapesIt) {
