@@ -100,12 +100,7 @@ protected:
     }
 
     json control(const json& cmd) {
-        std::string q;
-        for (unsigned char c : cmd.dump()) {
-            static constexpr char kHex[] = "0123456789ABCDEF";
-            if (std::isalnum(c)) q.push_back(static_cast<char>(c));
-            else q += {'%', kHex[c >> 4], kHex[c & 15]};
-        }
+        const std::string q = k8s::query_escape(cmd.dump());
         auto r = sc_->lab().in_ns("node", [&] { return control_->get("/_control?c=" + q); });
         EXPECT_TRUE(r && r->status == 200) << (r ? r->body.dump() : r.error().message);
         return r && r->status == 200 ? r->body : json();

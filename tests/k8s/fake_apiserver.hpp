@@ -88,12 +88,7 @@ public:
 
     // Sends a control command (see fake_apiserver.py) and returns its JSON answer (null on failure).
     nlohmann::json control(const nlohmann::json& cmd) const {
-        std::string q;
-        for (unsigned char c : cmd.dump()) {
-            static constexpr char kHex[] = "0123456789ABCDEF";
-            if (std::isalnum(c)) q.push_back(static_cast<char>(c));
-            else q += {'%', kHex[c >> 4], kHex[c & 15]};
-        }
+        const std::string q = k8s::query_escape(cmd.dump());
         auto r = control_->get("/_control?c=" + q);
         return r && r->status == 200 ? r->body : nlohmann::json();
     }

@@ -147,3 +147,17 @@ TEST(ApiClient, ConnectionRefused) {
 
 }  // namespace
 }  // namespace kxlb::k8s
+
+namespace kxlb::k8s {
+namespace {
+
+TEST(QueryEscape, KeepsUnreservedAndEncodesEverythingElse) {
+    EXPECT_EQ(query_escape("aZ09-._~"), "aZ09-._~");
+    EXPECT_EQ(query_escape("{\"a\": 1}"), "%7B%22a%22%3A%201%7D");
+    EXPECT_EQ(query_escape("app=web,tier!=db"), "app%3Dweb%2Ctier%21%3Ddb");
+    EXPECT_EQ(query_escape(std::string("\xff\n", 2)), "%FF%0A");
+    EXPECT_EQ(query_escape(""), "");
+}
+
+}  // namespace
+}  // namespace kxlb::k8s

@@ -105,12 +105,7 @@ struct Bench {
 
     // A control command to the fake apiserver (from the lab namespace); its JSON answer, null on failure.
     json control(const json& cmd) {
-        std::string q;
-        for (unsigned char c : cmd.dump()) {
-            static constexpr char kHex[] = "0123456789ABCDEF";
-            if (std::isalnum(c)) q.push_back(static_cast<char>(c));
-            else q += {'%', kHex[c >> 4], kHex[c & 15]};
-        }
+        const std::string q = k8s::query_escape(cmd.dump());
         auto r = control_client->get("/_control?c=" + q);
         return r && r->status == 200 ? r->body : json();
     }

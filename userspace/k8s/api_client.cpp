@@ -4,11 +4,22 @@
 
 #include <curl/curl.h>
 
+#include <cctype>
 #include <cerrno>
 #include <mutex>
 #include <utility>
 
 namespace kxlb::k8s {
+
+std::string query_escape(std::string_view s) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string q;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') q.push_back(static_cast<char>(c));
+        else q += {'%', kHex[c >> 4], kHex[c & 15]};
+    }
+    return q;
+}
 namespace {
 
 using Clock = std::chrono::steady_clock;

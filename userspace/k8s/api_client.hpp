@@ -26,6 +26,9 @@ struct ApiClientOptions {
 };
 
 // The outcome of a request that reached the server.
+// s percent-encoded for a URL query value: letters, digits and "-._~" kept, every other byte as %XX.
+std::string query_escape(std::string_view s);
+
 struct HttpResponse {
     long status = 0;
     nlohmann::json body;  // get(): the parsed body; stream(), status != 200: the parsed error body
