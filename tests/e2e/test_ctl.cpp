@@ -576,6 +576,11 @@ TEST_F(Ctl, TraceFollowsLiveFlowsPredictsNewOnesAndChangesNothing) {
         EXPECT_EQ(p["verdict"], "XDP_PASS") << p;
         EXPECT_EQ(p["reason"], "pass_not_vip") << p;
         EXPECT_TRUE(p["after"].is_null()) << p;
+    });
+    ASSERT_FALSE(HasFailure());
+    // Untracked segments and a new flow, in a window of their own: a shorter window sees fewer of the lab's own
+    // frames (under ASan one window with every trace above could not be kept free of them).
+    expect_no_live_change([&] {
         // A reset without a flow is dropped; an ACK without one would be recovered (see docs/datapath.md).
         auto d = trace({kClient4, kVip4, "45001", "80", "tcp", "--flags", "rst,ack"});
         EXPECT_EQ(d["verdict"], "XDP_DROP") << d;
