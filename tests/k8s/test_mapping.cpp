@@ -336,10 +336,11 @@ TEST(K8sMerge, TheFirstListWinsOnNameAndFrontendClashes) {
     clash.frontends = {Frontend{ip("10.96.0.10"), 80, IPPROTO_TCP}, Frontend{ip("10.96.0.12"), 80, IPPROTO_TCP}};
     agent::ServiceConfig only_clash{.name = "k8s.x"};
     only_clash.frontends = {Frontend{ip("10.96.0.10"), 80, IPPROTO_TCP}};
-    const auto m = agent::merge_services({file}, {same_name, clash, only_clash});
+    const auto ptr = [](const agent::ServiceConfig& c) { return std::make_shared<const agent::ServiceConfig>(c); };
+    const auto m = agent::merge_services({ptr(file)}, {ptr(same_name), ptr(clash), ptr(only_clash)});
     ASSERT_EQ(m.services.size(), 2u);
-    EXPECT_EQ(m.services[0], file);
-    EXPECT_EQ(m.services[1].frontends, (std::vector<Frontend>{{ip("10.96.0.12"), 80, IPPROTO_TCP}}));
+    EXPECT_EQ(*m.services[0], file);
+    EXPECT_EQ(m.services[1]->frontends, (std::vector<Frontend>{{ip("10.96.0.12"), 80, IPPROTO_TCP}}));
     EXPECT_EQ(m.conflicts.size(), 3u);
 }
 

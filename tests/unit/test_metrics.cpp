@@ -228,8 +228,7 @@ TEST(MetricsExposition, AgentFamiliesAreExactAndPassPromtool) {
     const auto text = m.render();
 
     EXPECT_EQ(block(text, "kxlb_backend_healthy"),
-              "# HELP kxlb_backend_healthy 1 if the backend passes its service's health check (or has none), 0 if it "
-              "is drained\n"
+              "# HELP kxlb_backend_healthy 1 if the backend passes its service's health check, 0 if it is drained\n"
               "# TYPE kxlb_backend_healthy gauge\n"
               "kxlb_backend_healthy{backend=\"10.0.0.1:6443\",service=\"apiserver\"} 1\n"
               "kxlb_backend_healthy{backend=\"[fd00::2]:6443\",service=\"apiserver\"} 0\n")

@@ -79,7 +79,7 @@ TEST_F(ReconcilerTest, RemovedBackendAndRemovedServiceAreWithdrawn) {
     EXPECT_EQ(apply().upserted, 1);
     EXPECT_EQ(serving(kFe), std::set<std::uint32_t>{id_of(kFe, "10.0.0.1")});
     EXPECT_EQ(maps_.backends.size(), 1u);
-    rec_.set_services({});
+    rec_.set_services(std::vector<ServiceConfig>{});
     auto r = apply();
     EXPECT_EQ(r.removed, 1);
     EXPECT_TRUE(maps_.services.empty());

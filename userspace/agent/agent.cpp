@@ -119,12 +119,11 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
     // Backends the previous agent had drained for failing probes stay drained until probes say
     // otherwise: a restart must not send new flows to a backend known to be down.
     rebuild_services();
-    for (const auto& svc : services_)
-        for (const auto& fe : svc.frontends)
+    for (const auto& [name, svc] : reconciler_.services())
+        for (const auto& fe : svc->frontends)
             if (const auto* st = datapath_->programmer().service(fe))
                 for (const auto& be : st->spec.backends)
-                    if (be.draining && svc.health_check)
-                        reconciler_.set_health(BackendRef{svc.name, be.identity()}, false);
+                    if (be.draining && svc->health_check) reconciler_.set_health(BackendRef{name, be.identity()}, false);
     apply();
 
     prober_ = std::make_unique<Prober>(*loop_, *this, static_cast<std::uint64_t>(::getpid()) ^ cfg_.hash_seed);
@@ -161,29 +160,47 @@ std::vector<IpAddr> Agent::node_addresses() const {
 }
 
 void Agent::rebuild_services() {
-    std::vector<ServiceConfig> extra;
+    std::vector<ServicePtr> file, extra;
+    for (const auto& s : cfg_.services) file.push_back(std::make_shared<const ServiceConfig>(s));
     if (k8s_ && k8s_->synced()) extra = k8s_->services();
     else if (k8s_)
-        if (auto boot = bootstrap_service(cfg_.kubernetes)) extra.push_back(*boot);  // before the first sync
-    auto merged = merge_services(cfg_.services, extra);
+        if (auto boot = k8s_->service(kBootstrapServiceName)) extra.push_back(boot);  // before the first sync
+    auto merged = merge_services(file, extra);
     if (merged.conflicts != conflicts_) {
         for (const auto& c : merged.conflicts) spdlog::warn("{}", c);
         conflicts_ = merged.conflicts;
     }
-    services_ = std::move(merged.services);
-    reconciler_.set_services(services_);
+    reconciler_.set_services(std::move(merged.services));
 }
 
 void Agent::on_k8s_change() {
     const auto t0 = std::chrono::steady_clock::now();
-    if (!k8s_->update()) return refresh_k8s_metrics();
-    rebuild_services();
-    sync_probes();
-    apply();
+    const auto changes = k8s_->update();
+    if (changes.empty()) return refresh_k8s_metrics();
+    if (changes.all || !apply_k8s_delta(changes.names)) {
+        rebuild_services();
+        sync_probes();
+        apply();
+    }
     update_readiness();
     refresh_k8s_metrics();
     spdlog::debug("kubernetes change programmed in {} us",
                   std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+bool Agent::apply_k8s_delta(const std::vector<std::string>& names) {
+    if (!conflicts_.empty()) return false;  // resolving a conflict is order-dependent: full merge
+    std::vector<ServiceChange> delta;
+    delta.reserve(names.size());
+    for (const auto& n : names) delta.push_back(ServiceChange{n, k8s_->service(n)});
+    const auto in_file = [&](const std::string& n) {
+        return std::any_of(cfg_.services.begin(), cfg_.services.end(), [&](const ServiceConfig& s) { return s.name == n; });
+    };
+    if (!merges_cleanly(delta, in_file, [&](const Frontend& fe) { return reconciler_.owner(fe); })) return false;
+    reconciler_.update_services(delta);
+    sync_probes(&names);
+    apply(&names);
+    return true;
 }
 
 void Agent::refresh_k8s_metrics() {
@@ -207,10 +224,10 @@ Status Agent::run() {
     return loop_->run();
 }
 
-void Agent::apply(const std::string* service) {
+void Agent::apply(const std::vector<std::string>* services) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto report = service ? reconciler_.apply_service(datapath_->programmer(), *service)
-                                : reconciler_.apply(datapath_->programmer());
+    const auto report = services ? reconciler_.apply_services(datapath_->programmer(), *services)
+                                 : reconciler_.apply(datapath_->programmer());
     ++stats_.applies;
     metrics_->observe_reconcile(std::chrono::steady_clock::now() - t0, report.failures.size());
     metrics_->observe_writes(static_cast<std::size_t>(report.upserted), static_cast<std::size_t>(report.removed));
@@ -267,46 +284,65 @@ void Agent::on_transition(TargetId id, bool healthy) {
                          it->second.service);
         return;
     }
-    apply(&it->second.service);
+    const std::vector<std::string> one{it->second.service};
+    apply(&one);
     spdlog::info("health change of {} reached the datapath in {} us", backend_str(it->second),
                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 
-void Agent::sync_probes() {
+void Agent::sync_probes(const std::vector<std::string>* services) {
+    const auto in_scope = [&](const std::string& name) {
+        return !services || std::binary_search(services->begin(), services->end(), name);
+    };
+    std::vector<const ServiceConfig*> scope;
+    if (services) {
+        for (const auto& n : *services)
+            if (const auto* s = reconciler_.find(n)) scope.push_back(s);
+    } else {
+        for (const auto& [n, s] : reconciler_.services()) scope.push_back(s.get());
+    }
     std::map<TargetKey, TargetId> want;
-    for (const auto& svc : services_) {
-        if (!svc.health_check) continue;
-        for (const auto& b : svc.backends) {
-            TargetKey key{BackendRef{svc.name, BackendSpec{b.addr, b.port}.identity()}, b.addr, b.port,
-                          *svc.health_check};
+    for (const auto* svc : scope) {
+        if (!svc->health_check) continue;
+        for (const auto& b : svc->backends) {
+            TargetKey key{BackendRef{svc->name, BackendSpec{b.addr, b.port}.identity()}, b.addr, b.port,
+                          *svc->health_check};
             auto it = targets_.find(key);
             want.emplace(key, it == targets_.end() ? 0 : it->second);
         }
     }
-    for (const auto& [key, id] : targets_)
-        if (!want.count(key)) {
-            prober_->remove(id);
-            target_refs_.erase(id);
+    for (auto it = targets_.begin(); it != targets_.end();) {
+        if (!in_scope(it->first.ref.service) || want.count(it->first)) {
+            ++it;
+            continue;
         }
+        prober_->remove(it->second);
+        target_refs_.erase(it->second);
+        it = targets_.erase(it);
+    }
     for (auto& [key, id] : want) {
         if (id != 0) continue;
-        id = next_target_++;
-        if (auto st = prober_->add(id, key.addr, key.port, key.spec, reconciler_.healthy(key.ref)); !st) {
+        const TargetId next = next_target_++;
+        if (auto st = prober_->add(next, key.addr, key.port, key.spec, reconciler_.healthy(key.ref)); !st) {
             spdlog::error("health check of {}: {}", backend_str(key.ref), st.error().message);
             continue;
         }
+        id = next;
         target_refs_[id] = key.ref;
+        targets_.emplace(key, id);
     }
-    std::erase_if(want, [&](const auto& kv) { return !target_refs_.count(kv.second); });
-    targets_ = std::move(want);
+    // Health series exist for checked backends only: the others are healthy by definition, and at
+    // 10,000 Services x 10 endpoints their series would cost tens of MiB (docs/agent.md).
     std::set<BackendRef> refs;
-    for (const auto& svc : services_)
-        for (const auto& b : svc.backends) {
-            BackendRef ref{svc.name, BackendSpec{b.addr, b.port}.identity()};
+    for (const auto* svc : scope) {
+        if (!svc->health_check) continue;
+        for (const auto& b : svc->backends) {
+            BackendRef ref{svc->name, BackendSpec{b.addr, b.port}.identity()};
             metrics_->set_backend_health(ref, reconciler_.healthy(ref));
             refs.insert(std::move(ref));
         }
-    metrics_->retain_backends(refs);
+    }
+    metrics_->retain_backends(refs, services);
 }
 
 void Agent::sync_interfaces() {

@@ -62,11 +62,13 @@ private:
     void on_transition(TargetId id, bool healthy) override;  // Prober::Observer
     void on_result(TargetId id, const ProbeResult& result) override;
     void update_readiness();
-    // Applies every service, or only `service` (after one of its backends changed health).
-    void apply(const std::string* service = nullptr);
+    // Applies every service, or only `services` (sorted; after a Kubernetes delta or a health change).
+    void apply(const std::vector<std::string>* services = nullptr);
     void schedule_retry();
     void reload();
-    void sync_probes();
+    // Probes (and health series) follow the configured backends: of every service, or only of
+    // `services` (sorted).
+    void sync_probes(const std::vector<std::string>* services = nullptr);
     void sync_interfaces();
     void sync_node_config();
     void on_netlink();
@@ -76,6 +78,9 @@ private:
     // Programs the config file's services merged with the Kubernetes ones (the file wins on a clash).
     void rebuild_services();
     void on_k8s_change();
+    // Programs a Kubernetes delta without a full merge; false (nothing done) when only a full merge
+    // gives the right result (see merges_cleanly).
+    bool apply_k8s_delta(const std::vector<std::string>& names);
     void refresh_k8s_metrics();
     std::vector<IpAddr> node_addresses() const;
 
@@ -89,7 +94,6 @@ private:
     Reconciler reconciler_;
     std::unique_ptr<Prober> prober_;
     std::unique_ptr<KubernetesSource> k8s_;        // null unless kubernetes.enabled
-    std::vector<ServiceConfig> services_;          // what the reconciler programs: file ∪ Kubernetes
     std::vector<std::string> conflicts_;           // last logged merge conflicts
     std::optional<EventLoop::TimerId> k8s_timer_;  // periodic metrics refresh
     std::map<TargetKey, TargetId> targets_;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,6 +56,9 @@ struct ServiceConfig {
     std::optional<HealthCheckSpec> health_check;  // absent: backends are always considered healthy
     bool operator==(const ServiceConfig&) const = default;
 };
+// Services are shared, never copied, between the Kubernetes source, the merge and the reconciler: at
+// 10,000 Kubernetes Services each copy would cost tens of MiB.
+using ServicePtr = std::shared_ptr<const ServiceConfig>;
 
 // An address and port the agent dials (an apiserver); "IP:port" or "[IPv6]:port" in the file.
 struct EndpointConfig {

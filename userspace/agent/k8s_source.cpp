@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <set>
 
 #include "k8s/api_client.hpp"
@@ -23,39 +24,75 @@ std::optional<ServiceConfig> bootstrap_service(const KubernetesConfig& cfg) {
     return s;
 }
 
-MergedServices merge_services(const std::vector<ServiceConfig>& first, const std::vector<ServiceConfig>& second) {
+namespace {
+
+// Full-NAT keeps the family: a backend no frontend of its service can use is never programmed.
+bool usable(const ServiceConfig& s, const BackendConfig& b) {
+    return std::any_of(s.frontends.begin(), s.frontends.end(),
+                       [&](const Frontend& fe) { return fe.addr.family == b.addr.family; });
+}
+
+bool all_usable(const ServiceConfig& s) {
+    return std::all_of(s.backends.begin(), s.backends.end(), [&](const BackendConfig& b) { return usable(s, b); });
+}
+
+}  // namespace
+
+MergedServices merge_services(const std::vector<ServicePtr>& first, const std::vector<ServicePtr>& second) {
     MergedServices out;
     std::set<std::string> names;
     std::map<Frontend, std::string> owner;
     for (const auto& s : first) {
-        names.insert(s.name);
-        for (const auto& fe : s.frontends) owner.emplace(fe, s.name);
+        names.insert(s->name);
+        for (const auto& fe : s->frontends) owner.emplace(fe, s->name);
         out.services.push_back(s);
     }
     for (const auto& s : second) {
-        if (names.count(s.name)) {
-            out.conflicts.push_back("service " + s.name + " is defined already; the earlier definition wins");
+        if (names.count(s->name)) {
+            out.conflicts.push_back("service " + s->name + " is defined already; the earlier definition wins");
             continue;
         }
-        ServiceConfig c = s;
+        const bool clash = std::any_of(s->frontends.begin(), s->frontends.end(),
+                                       [&](const Frontend& fe) { return owner.count(fe) != 0; });
+        if (!clash && all_usable(*s)) {  // the common case: shared as is
+            names.insert(s->name);
+            for (const auto& fe : s->frontends) owner.emplace(fe, s->name);
+            out.services.push_back(s);
+            continue;
+        }
+        ServiceConfig c = *s;
         std::erase_if(c.frontends, [&](const Frontend& fe) {
             auto it = owner.find(fe);
             if (it == owner.end()) return false;
-            out.conflicts.push_back("service " + s.name + ": frontend " + fe.str() + " belongs to " + it->second +
-                                    "; not programmed for " + s.name);
+            out.conflicts.push_back("service " + s->name + ": frontend " + fe.str() + " belongs to " + it->second +
+                                    "; not programmed for " + s->name);
             return true;
         });
         if (c.frontends.empty()) continue;
-        // Full-NAT keeps the family: drop backends no remaining frontend can use.
-        std::erase_if(c.backends, [&](const BackendConfig& b) {
-            return std::none_of(c.frontends.begin(), c.frontends.end(),
-                                [&](const Frontend& fe) { return fe.addr.family == b.addr.family; });
-        });
+        std::erase_if(c.backends, [&](const BackendConfig& b) { return !usable(c, b); });
         names.insert(c.name);
         for (const auto& fe : c.frontends) owner.emplace(fe, c.name);
-        out.services.push_back(std::move(c));
+        out.services.push_back(std::make_shared<const ServiceConfig>(std::move(c)));
     }
     return out;
+}
+
+bool merges_cleanly(const std::vector<ServiceChange>& delta, const std::function<bool(const std::string&)>& in_first,
+                    const std::function<const std::string*(const Frontend&)>& owner) {
+    std::set<std::string> changed;
+    for (const auto& ch : delta) changed.insert(ch.name);
+    std::set<Frontend> claimed;
+    for (const auto& ch : delta) {
+        if (in_first(ch.name)) return false;  // also a removal: the name is the first list's service
+        if (!ch.config) continue;
+        if (!all_usable(*ch.config)) return false;
+        for (const auto& fe : ch.config->frontends) {
+            if (!claimed.insert(fe).second) return false;
+            const std::string* o = owner(fe);
+            if (o && *o != ch.name && !changed.count(*o)) return false;
+        }
+    }
+    return true;
 }
 
 std::string resolve_node_name(const KubernetesConfig& cfg) {
@@ -74,6 +111,7 @@ Result<std::unique_ptr<KubernetesSource>> KubernetesSource::create(const Kuberne
     auto client = k8s::ApiClient::create(std::move(kc).value());
     if (!client) return Error{client.error().code, "kubernetes client: " + client.error().message};
     std::unique_ptr<KubernetesSource> s(new KubernetesSource(cfg, loop));
+    if (auto boot = bootstrap_service(cfg)) s->boot_ = std::make_shared<const ServiceConfig>(std::move(*boot));
     s->node_.name = resolve_node_name(cfg);
     s->on_change_ = std::move(on_change);
     s->store_ = std::make_unique<k8s::ClusterStore>(
@@ -101,7 +139,7 @@ void KubernetesSource::start() {
     watch_->start();
 }
 
-void KubernetesSource::remap(const std::string& key) {
+void KubernetesSource::remap(const std::string& key, std::set<std::string>& changed) {
     auto m = k8s::map_service(store_->get(key), node_);
     if (problems_[key] != m.problems) {
         for (const auto& p : m.problems) spdlog::warn("kubernetes: {}", p);
@@ -110,19 +148,53 @@ void KubernetesSource::remap(const std::string& key) {
     if (m.problems.empty()) problems_.erase(key);
     if (m.skipped_ports) skipped_[key] = m.skipped_ports;
     else skipped_.erase(key);
-    if (m.services.empty()) mapped_.erase(key);
-    else mapped_[key] = std::move(m.services);
+
+    std::vector<ServicePtr> next;
+    next.reserve(m.services.size());
+    for (auto& c : m.services) {
+        auto it = by_name_.find(c.name);
+        // An unchanged config keeps its object: whoever shares it sees no change.
+        if (it != by_name_.end() && *it->second == c) next.push_back(it->second);
+        else next.push_back(std::make_shared<const ServiceConfig>(std::move(c)));
+    }
+    auto old = mapped_.find(key);
+    if (old != mapped_.end())
+        for (const auto& s : old->second) {
+            by_name_.erase(s->name);
+            serving_apiserver_.erase(s->name);
+            changed.insert(s->name);
+        }
+    const Frontend* api = boot_ ? &boot_->frontends.front() : nullptr;
+    for (const auto& s : next) {
+        by_name_[s->name] = s;
+        if (old == mapped_.end() ||
+            std::none_of(old->second.begin(), old->second.end(), [&](const ServicePtr& o) { return o == s; }))
+            changed.insert(s->name);
+        else
+            changed.erase(s->name);
+        if (api && std::find(s->frontends.begin(), s->frontends.end(), *api) != s->frontends.end() &&
+            std::any_of(s->backends.begin(), s->backends.end(), [](const BackendConfig& b) { return !b.draining; }))
+            serving_apiserver_.insert(s->name);
+    }
+    if (next.empty()) mapped_.erase(key);
+    else mapped_[key] = std::move(next);
 }
 
-bool KubernetesSource::update() {
+KubernetesChanges KubernetesSource::update() {
     const auto keys = store_->wait_changes(std::chrono::milliseconds(0));
-    if (!store_->synced()) return false;
-    const bool first = !synced_;
-    synced_ = true;
-    if (first) spdlog::info("kubernetes: initial lists complete ({} services)", store_->service_keys().size());
-    const auto before = services();
-    for (const auto& key : keys) remap(key);
-    return first || services() != before;
+    if (!store_->synced()) return {};
+    KubernetesChanges out;
+    if (!synced_) {
+        synced_ = true;
+        out.all = true;
+        spdlog::info("kubernetes: initial lists complete ({} services)", store_->service_keys().size());
+    }
+    const bool boot_before = bootstrap_needed();
+    std::set<std::string> changed;
+    for (const auto& key : keys) remap(key, changed);
+    if (bootstrap_needed() != boot_before) changed.insert(kBootstrapServiceName);
+    out.names.assign(changed.begin(), changed.end());
+    return out;
 }
 
 bool KubernetesSource::set_node_addresses(std::vector<IpAddr> addrs) {
@@ -130,25 +202,23 @@ bool KubernetesSource::set_node_addresses(std::vector<IpAddr> addrs) {
     if (addrs == node_.addresses) return false;
     node_.addresses = std::move(addrs);
     if (!synced_) return false;
-    const auto before = services();
-    mapped_.clear();
-    for (const auto& key : store_->service_keys()) remap(key);
-    return services() != before;
+    std::set<std::string> changed;
+    for (const auto& key : store_->service_keys()) remap(key, changed);
+    return !changed.empty();
 }
 
-std::vector<ServiceConfig> KubernetesSource::services() const {
-    std::vector<ServiceConfig> k8s;
-    for (const auto& [key, v] : mapped_) k8s.insert(k8s.end(), v.begin(), v.end());
-    std::sort(k8s.begin(), k8s.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-    auto boot = bootstrap_service(cfg_);
-    if (!boot) return k8s;
-    const Frontend& fe = boot->frontends.front();
-    const bool replaced = std::any_of(k8s.begin(), k8s.end(), [&](const ServiceConfig& s) {
-        return std::find(s.frontends.begin(), s.frontends.end(), fe) != s.frontends.end() &&
-               std::any_of(s.backends.begin(), s.backends.end(), [](const BackendConfig& b) { return !b.draining; });
-    });
-    if (replaced) return k8s;
-    return merge_services({*boot}, k8s).services;
+std::vector<ServicePtr> KubernetesSource::services() const {
+    std::vector<ServicePtr> k8s;
+    k8s.reserve(by_name_.size());
+    for (const auto& [name, s] : by_name_) k8s.push_back(s);  // sorted by name
+    if (!bootstrap_needed()) return k8s;
+    return merge_services({boot_}, k8s).services;
+}
+
+ServicePtr KubernetesSource::service(const std::string& name) const {
+    if (name == kBootstrapServiceName) return bootstrap_needed() ? boot_ : nullptr;
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : it->second;
 }
 
 KubernetesSourceStats KubernetesSource::stats() const {
@@ -159,7 +229,7 @@ KubernetesSourceStats KubernetesSource::stats() const {
         s.relists += w.lists > 0 ? w.lists - 1 : 0;
         s.events += w.events;
     }
-    for (const auto& [key, v] : mapped_) s.services += v.size();
+    s.services = by_name_.size();
     for (const auto& [key, n] : skipped_) s.skipped_ports += n;
     return s;
 }

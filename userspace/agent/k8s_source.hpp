@@ -9,11 +9,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "agent/config.hpp"
 #include "agent/event_loop.hpp"
+#include "agent/reconciler.hpp"
 #include "k8s/cluster_store.hpp"
 #include "k8s/mapping.hpp"
 
@@ -29,10 +31,19 @@ std::optional<ServiceConfig> bootstrap_service(const KubernetesConfig& cfg);
 // already taken is dropped and frontends already owned by an earlier service are removed from it (a
 // service left without frontends is dropped). Every drop is described in `conflicts`.
 struct MergedServices {
-    std::vector<ServiceConfig> services;
+    std::vector<ServicePtr> services;
     std::vector<std::string> conflicts;
 };
-MergedServices merge_services(const std::vector<ServiceConfig>& first, const std::vector<ServiceConfig>& second);
+MergedServices merge_services(const std::vector<ServicePtr>& first, const std::vector<ServicePtr>& second);
+
+// Whether a delta of `second`'s services, applied as is to a conflict-free merge result (one
+// merge_services() without conflicts, then deltas that passed this check), gives exactly what a full
+// merge_services() would. It does unless a changed (or removed) service clashes: its name is taken by a
+// service of `first` (in_first), one of its frontends is held (owner) by a service outside the delta or claimed by
+// another changed service, or it has backends of a family none of its frontends has. The caller
+// falls back to a full merge then; conflicts are rare, deltas are the common case.
+bool merges_cleanly(const std::vector<ServiceChange>& delta, const std::function<bool(const std::string&)>& in_first,
+                    const std::function<const std::string*(const Frontend&)>& owner);
 
 // The node name: cfg.node_name, else $NODE_NAME, else the host name.
 std::string resolve_node_name(const KubernetesConfig& cfg);
@@ -44,6 +55,13 @@ struct KubernetesSourceStats {
     std::uint64_t events = 0;
     std::size_t services = 0;  // mapped ServiceConfigs
     std::size_t skipped_ports = 0;
+};
+
+// What one KubernetesSource::update() changed in services().
+struct KubernetesChanges {
+    bool all = false;                // everything may have changed (first sync): rebuild
+    std::vector<std::string> names;  // sorted: services added, changed or removed
+    bool empty() const { return !all && names.empty(); }
 };
 
 // Threading: create(), start(), update(), set_node_addresses(), services() and the destructor run on
@@ -61,21 +79,26 @@ public:
     KubernetesSource& operator=(const KubernetesSource&) = delete;
 
     void start();
-    // Pulls the changed services from the store and re-maps them. Returns true if services() changed.
-    // Nothing is mapped before the store is synced.
-    bool update();
+    // Pulls the changed services from the store and re-maps them; the cost grows with the number of
+    // changed Services, not with their total. Nothing is mapped before the store is synced.
+    KubernetesChanges update();
     // The node's addresses (NodePort frontends) changed: re-maps everything. Returns true on change.
     bool set_node_addresses(std::vector<IpAddr> addrs);
     bool synced() const { return synced_; }
     // The bootstrap service while it is needed (no mapped service serves apiserver_service with a
     // backend that takes new flows yet), then the Kubernetes services, sorted by name.
-    std::vector<ServiceConfig> services() const;
+    std::vector<ServicePtr> services() const;
+    // One service as mapped (before the merge with the bootstrap service), the bootstrap service by
+    // its name while needed; nullptr if there is no such service.
+    ServicePtr service(const std::string& name) const;
     KubernetesSourceStats stats() const;
     const std::string& node_name() const { return node_.name; }
 
 private:
     KubernetesSource(KubernetesConfig cfg, EventLoop& loop) : cfg_(std::move(cfg)), loop_(loop) {}
-    void remap(const std::string& key);
+    // Re-maps one Service; adds the names of the configs that changed to `changed`.
+    void remap(const std::string& key, std::set<std::string>& changed);
+    bool bootstrap_needed() const { return boot_ && serving_apiserver_.empty(); }
 
     KubernetesConfig cfg_;
     EventLoop& loop_;
@@ -83,7 +106,11 @@ private:
     std::function<void()> on_change_;
     std::unique_ptr<k8s::ClusterStore> store_;
     std::unique_ptr<k8s::ClusterWatch> watch_;
-    std::map<std::string, std::vector<ServiceConfig>> mapped_;  // service key -> its configs
+    std::map<std::string, std::vector<ServicePtr>> mapped_;  // service key -> its configs
+    std::map<std::string, ServicePtr> by_name_;              // every mapped config by name
+    ServicePtr boot_;                                        // bootstrap_service(cfg_)
+    // Mapped configs serving apiserver_service with a backend that takes new flows.
+    std::set<std::string> serving_apiserver_;
     std::map<std::string, std::vector<std::string>> problems_;  // service key -> last logged problems
     std::map<std::string, std::size_t> skipped_;                // service key -> skipped ports
     bool synced_ = false;

@@ -576,7 +576,7 @@ AgentMetrics::AgentMetrics(MetricsOptions opts)
             .Register(r),
         prometheus::BuildGauge()
             .Name("kxlb_backend_healthy")
-            .Help("1 if the backend passes its service's health check (or has none), 0 if it is drained")
+            .Help("1 if the backend passes its service's health check, 0 if it is drained")
             .Register(r),
         prometheus::BuildHistogram()
             .Name("kxlb_reconcile_duration_seconds")
@@ -705,16 +705,26 @@ void AgentMetrics::set_backend_health(const BackendRef& ref, bool healthy) {
     s.healthy->Set(healthy ? 1 : 0);
 }
 
-void AgentMetrics::retain_backends(const std::set<BackendRef>& keep) {
-    for (auto it = backends_.begin(); it != backends_.end();) {
-        if (keep.count(it->first)) {
-            ++it;
-            continue;
+void AgentMetrics::retain_backends(const std::set<BackendRef>& keep, const std::vector<std::string>* services) {
+    // Series are ordered by service first: each service in scope is one range.
+    const auto sweep = [&](auto it, auto end) {
+        while (it != end) {
+            if (keep.count(it->first)) {
+                ++it;
+                continue;
+            }
+            if (it->second.probe_duration) fam_->probe_duration.Remove(it->second.probe_duration);
+            if (it->second.probe_failures) fam_->probe_failures.Remove(it->second.probe_failures);
+            if (it->second.healthy) fam_->backend_healthy.Remove(it->second.healthy);
+            it = backends_.erase(it);
         }
-        if (it->second.probe_duration) fam_->probe_duration.Remove(it->second.probe_duration);
-        if (it->second.probe_failures) fam_->probe_failures.Remove(it->second.probe_failures);
-        if (it->second.healthy) fam_->backend_healthy.Remove(it->second.healthy);
-        it = backends_.erase(it);
+    };
+    if (!services) return sweep(backends_.begin(), backends_.end());
+    for (const auto& name : *services) {
+        const auto first = backends_.lower_bound(BackendRef{name, BackendIdentity{}});
+        auto last = first;
+        while (last != backends_.end() && last->first.service == name) ++last;
+        sweep(first, last);
     }
 }
 

@@ -171,8 +171,9 @@ public:
     // appears and on every health transition.
     void set_backend_health(const BackendRef& ref, bool healthy);
     // Drops the probe and health series of every backend not in `keep` (backends a reload removed),
-    // so series do not accumulate.
-    void retain_backends(const std::set<BackendRef>& keep);
+    // so series do not accumulate. With `services` (sorted), only the series of those services are
+    // considered (the others stay): the cost follows the size of a delta.
+    void retain_backends(const std::set<BackendRef>& keep, const std::vector<std::string>* services = nullptr);
 
     // One Reconciler::apply(): its duration, and the number of frontends that failed to program
     // (each added to kxlb_map_operation_errors_total).

@@ -18,26 +18,69 @@ std::uint32_t service_flags(const ServiceConfig& svc) {
     return flags;
 }
 
-void Reconciler::set_services(std::vector<ServiceConfig> services) {
-    services_ = std::move(services);
-    index_.clear();
-    for (std::size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].name, i);
-    // Forget health and history of backends (and services) that are gone.
-    std::set<BackendRef> live;
-    for (const auto& s : services_)
-        for (const auto& b : s.backends) live.insert(BackendRef{s.name, identity_of(b)});
-    std::erase_if(health_, [&](const auto& kv) { return !live.count(kv.first); });
-    std::map<std::string, std::set<BackendIdentity>> kept;
-    for (const auto& s : services_) {
-        auto it = last_healthy_.find(s.name);
-        if (it == last_healthy_.end()) continue;
-        std::set<BackendIdentity> still;
-        for (const auto& id : it->second)
-            if (live.count(BackendRef{s.name, id})) still.insert(id);
-        if (!still.empty()) kept.emplace(s.name, std::move(still));
+void Reconciler::set_services(const std::vector<ServiceConfig>& services) {
+    std::vector<ServicePtr> ptrs;
+    ptrs.reserve(services.size());
+    for (const auto& s : services) ptrs.push_back(std::make_shared<const ServiceConfig>(s));
+    set_services(std::move(ptrs));
+}
+
+void Reconciler::set_services(std::vector<ServicePtr> services) {
+    std::map<std::string, ServicePtr> next;
+    for (auto& s : services) next.emplace(s->name, std::move(s));
+    for (const auto& [name, svc] : services_)
+        if (!next.count(name)) forget_backends(name, nullptr);
+    services_ = std::move(next);
+    owners_.clear();
+    for (const auto& [name, svc] : services_) {
+        forget_backends(name, svc.get());
+        for (const auto& fe : svc->frontends) owners_[fe] = name;
+        remember_healthy(*svc);
     }
-    last_healthy_ = std::move(kept);
-    for (const auto& s : services_) remember_healthy(s);
+    withdrawn_.clear();  // apply() diffs everything
+}
+
+void Reconciler::update_services(const std::vector<ServiceChange>& changes) {
+    for (const auto& ch : changes) {
+        auto it = services_.find(ch.name);
+        if (it != services_.end()) {
+            for (const auto& fe : it->second->frontends) {
+                auto o = owners_.find(fe);
+                if (o != owners_.end() && o->second == ch.name) {
+                    owners_.erase(o);
+                    withdrawn_.insert(fe);
+                }
+            }
+        }
+        forget_backends(ch.name, ch.config.get());
+        if (!ch.config) {
+            if (it != services_.end()) services_.erase(it);
+            continue;
+        }
+        services_[ch.name] = ch.config;
+        for (const auto& fe : ch.config->frontends) owners_[fe] = ch.name;
+        remember_healthy(*ch.config);
+    }
+    // A frontend that moved to another service is rewritten, not withdrawn and re-added.
+    std::erase_if(withdrawn_, [&](const Frontend& fe) { return owners_.count(fe) != 0; });
+}
+
+void Reconciler::forget_backends(const std::string& name, const ServiceConfig* svc) {
+    std::set<BackendIdentity> live;
+    if (svc)
+        for (const auto& b : svc->backends) live.insert(identity_of(b));
+    for (auto it = health_.lower_bound(BackendRef{name, BackendIdentity{}});
+         it != health_.end() && it->first.service == name;)
+        it = live.count(it->first.backend) ? std::next(it) : health_.erase(it);
+    auto lh = last_healthy_.find(name);
+    if (lh == last_healthy_.end()) return;
+    std::erase_if(lh->second, [&](const BackendIdentity& id) { return !live.count(id); });
+    if (lh->second.empty()) last_healthy_.erase(lh);
+}
+
+const std::string* Reconciler::owner(const Frontend& fe) const {
+    auto it = owners_.find(fe);
+    return it == owners_.end() ? nullptr : &it->second;
 }
 
 bool Reconciler::healthy(const BackendRef& ref) const {
@@ -53,8 +96,8 @@ void Reconciler::remember_healthy(const ServiceConfig& svc) {
 }
 
 const ServiceConfig* Reconciler::find(const std::string& service) const {
-    auto it = index_.find(service);
-    return it == index_.end() ? nullptr : &services_[it->second];
+    auto it = services_.find(service);
+    return it == services_.end() ? nullptr : it->second.get();
 }
 
 bool Reconciler::set_health(const BackendRef& ref, bool healthy_now) {
@@ -72,7 +115,7 @@ std::vector<ServiceSpec> Reconciler::desired(const std::string& service) const {
 
 std::vector<ServiceSpec> Reconciler::desired() const {
     std::vector<ServiceSpec> out;
-    for (const auto& svc : services_) desired_of(svc, out);
+    for (const auto& [name, svc] : services_) desired_of(*svc, out);
     return out;
 }
 
@@ -109,7 +152,8 @@ void Reconciler::desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& 
     }
 }
 
-ApplyReport Reconciler::apply(LbProgrammer& programmer) const {
+ApplyReport Reconciler::apply(LbProgrammer& programmer) {
+    withdrawn_.clear();
     ApplyReport report;
     const auto want = desired();
     std::set<Frontend> wanted;
@@ -126,9 +170,25 @@ ApplyReport Reconciler::apply(LbProgrammer& programmer) const {
     return report;
 }
 
-ApplyReport Reconciler::apply_service(LbProgrammer& programmer, const std::string& service) const {
+ApplyReport Reconciler::apply_services(LbProgrammer& programmer, const std::vector<std::string>& services) {
     ApplyReport report;
-    upsert_changed(programmer, desired(service), report);
+    for (auto it = withdrawn_.begin(); it != withdrawn_.end();) {
+        if (!programmer.service(*it)) {
+            it = withdrawn_.erase(it);
+            continue;
+        }
+        if (auto s = programmer.remove_service(*it); !s) {
+            report.failures.push_back(it->str() + ": " + s.error().message);
+            ++it;
+        } else {
+            ++report.removed;
+            it = withdrawn_.erase(it);
+        }
+    }
+    std::vector<ServiceSpec> want;
+    for (const auto& name : services)
+        if (const auto* s = find(name)) desired_of(*s, want);
+    upsert_changed(programmer, want, report);
     return report;
 }
 

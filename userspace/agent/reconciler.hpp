@@ -29,11 +29,29 @@ struct ApplyReport {
     bool ok() const { return failures.empty(); }
 };
 
+// One entry of a delta of configured services: `config` replaces (or adds) the service `name`;
+// nullptr removes it.
+struct ServiceChange {
+    std::string name;
+    ServicePtr config;
+};
+
 class Reconciler {
 public:
     // Replaces the configured services (a reload). Health of backends that stay is kept; a backend
     // that is new starts healthy (see docs/agent.md: probes then take it out within fall x interval).
-    void set_services(std::vector<ServiceConfig> services);
+    void set_services(std::vector<ServicePtr> services);
+    void set_services(const std::vector<ServiceConfig>& services);
+    // Replaces, adds or removes the named services only, with the same health rules as set_services;
+    // the cost grows with the size of the delta, not with the number of services. Frontends that a
+    // changed service no longer holds (and no other service took) are withdrawn by the next
+    // apply_services() or apply().
+    void update_services(const std::vector<ServiceChange>& changes);
+    // The configured services by name; the service holding a frontend (nullptr: none).
+    const std::map<std::string, ServicePtr>& services() const { return services_; }
+    const ServiceConfig* find(const std::string& service) const;
+    const std::string* owner(const Frontend& fe) const;
+
     // Records a probe decision. Returns true if it changes the desired datapath state (of that
     // service only: the cost does not grow with the number of services).
     bool set_health(const BackendRef& ref, bool healthy);
@@ -51,18 +69,22 @@ public:
     // Writes the difference between desired() and what programmer holds: frontends no longer
     // desired are removed, changed ones upserted (an unchanged spec costs nothing). Every frontend
     // is applied atomically by the programmer; a failure is reported and the rest still applied.
-    ApplyReport apply(LbProgrammer& programmer) const;
-    // Applies one service's frontends only (after a health change of one of its backends).
-    ApplyReport apply_service(LbProgrammer& programmer, const std::string& service) const;
+    ApplyReport apply(LbProgrammer& programmer);
+    // Withdraws the frontends update_services() left behind, then writes the changed frontends of
+    // the named services only (after a delta, or a health change of one of their backends). A failed
+    // withdrawal stays pending for the next apply.
+    ApplyReport apply_services(LbProgrammer& programmer, const std::vector<std::string>& services);
 
 private:
-    std::vector<ServiceConfig> services_;
-    std::map<std::string, std::size_t> index_;  // name -> position in services_
-    std::map<BackendRef, bool> health_;         // absent: healthy
+    std::map<std::string, ServicePtr> services_;
+    std::map<Frontend, std::string> owners_;  // frontend -> service holding it
+    std::set<Frontend> withdrawn_;            // left by update_services(), not yet removed
+    std::map<BackendRef, bool> health_;       // absent: healthy
     // Per service: the backends that were healthy the last time at least one was.
     std::map<std::string, std::set<BackendIdentity>> last_healthy_;
     void remember_healthy(const ServiceConfig& svc);
-    const ServiceConfig* find(const std::string& service) const;
+    // Drops the health and history of `name`'s backends that `svc` (nullptr: gone) does not have.
+    void forget_backends(const std::string& name, const ServiceConfig* svc);
     void desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& out) const;
     static void upsert_changed(LbProgrammer& programmer, const std::vector<ServiceSpec>& want, ApplyReport& report);
 };

@@ -99,7 +99,7 @@ Status health_latency(const AgentBenchOptions& o) {
             const agent::BackendRef ref{"svc-" + std::to_string(i), BackendSpec{backend(i, j), 8080}.identity()};
             const auto t0 = Clock::now();
             if (!rec.set_health(ref, healthy)) return Error::invalid("health flip changed nothing");
-            auto r = rec.apply_service(*d.lb, ref.service);
+            auto r = rec.apply_services(*d.lb, {ref.service});
             flip.push_back(ms_since(t0));
             if (!r.ok() || r.upserted != 1) return Error::invalid("health flip did not write exactly one frontend");
         }
