@@ -2,7 +2,9 @@
 // pin path and a temp directory of the test's own, all removed again after each test (also a failed one).
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -11,6 +13,7 @@
 
 #include "lab/lb_scenario.hpp"
 #include "lib/pinning.hpp"
+#include "lib/unique_fd.hpp"
 
 namespace kxlb::test {
 
@@ -28,6 +31,30 @@ protected:
         dir_ = std::filesystem::temp_directory_path() / ("kxlb-" + tag + "-e2e-" + std::to_string(::getpid()));
         std::filesystem::create_directories(dir_);
     }
+    // A keep-alive TCP connection from the lab's client to vip:80 (3 s receive timeout); invalid on failure.
+    UniqueFd keepalive(const char* vip) {
+        auto sock = sc_->lab().socket("client", AF_INET, SOCK_STREAM);
+        if (!sock) return {};
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(80);
+        ::inet_pton(AF_INET, vip, &sa.sin_addr);
+        if (::connect(sock->get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return {};
+        timeval tv{3, 0};
+        ::setsockopt(sock->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        return std::move(sock).value();
+    }
+    // One GET /readyz on a keepalive() connection: the answering backend's name ("be1"), "" on failure.
+    static std::string request(const UniqueFd& fd) {
+        const std::string req = "GET /readyz HTTP/1.1\r\nHost: vip\r\n\r\n";
+        if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
+        char buf[1024];
+        const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
+        const std::string r = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+        if (r.find("200 OK") == std::string::npos || r.size() < 4) return "";
+        return r.substr(r.size() - 4, 3);  // the body is "beN\n"
+    }
+
     void TearDown() override {
         sc_.reset();  // kills the agent(s) and every other lab process, deletes the namespaces
         if (!pin_.empty()) (void)remove_pinned(PinLayout{pin_});

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -35,12 +37,12 @@ constexpr int kFall = 2;
 constexpr int kRise = 2;
 
 std::string config_yaml(const std::string& pin, const std::vector<int>& backends,
-                        const std::vector<std::string>& ifaces = {"eth0"}) {
+                        const std::vector<std::string>& ifaces = {"eth0"}, const std::string& cgroup = "") {
     std::ostringstream y;
     y << "node:\n  interfaces:\n";
     for (const auto& i : ifaces) y << "    - name: " << i << "\n";
     y << "pin_path: " << pin << "\n";
-    y << "socket_lb:\n  cgroup: \"\"\n";
+    y << "socket_lb:\n  cgroup: \"" << cgroup << "\"\n";
     y << "metrics:\n  address: \"\"\n";
     y << "services:\n  - name: web\n    frontends:\n      - { address: " << kVip << ", port: 80, protocol: tcp }\n";
     y << "    backends:\n";
@@ -134,25 +136,10 @@ TEST_F(AgentTest, KillAndRestartUnderTrafficFailsNothingAndKeepsLongConnections)
     ASSERT_NE(prog_before, 0u);
 
     // A long-lived keep-alive connection through the VIP.
-    auto sock = sc_->lab().socket("client", AF_INET, SOCK_STREAM);
-    ASSERT_TRUE(sock);
-    sockaddr_in vip{};
-    vip.sin_family = AF_INET;
-    vip.sin_port = htons(80);
-    inet_pton(AF_INET, kVip, &vip.sin_addr);
-    ASSERT_EQ(::connect(sock->get(), reinterpret_cast<sockaddr*>(&vip), sizeof(vip)), 0) << std::strerror(errno);
-    timeval tv{3, 0};
-    ::setsockopt(sock->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    auto request = [&]() -> std::string {
-        const std::string req = "GET /readyz HTTP/1.1\r\nHost: vip\r\n\r\n";
-        if (::send(sock->get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
-        char buf[1024];
-        const ssize_t n = ::recv(sock->get(), buf, sizeof(buf), 0);
-        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
-    };
-    const auto first = request();
-    ASSERT_NE(first.find("200 OK"), std::string::npos) << first;
-    const auto backend = first.substr(first.size() - 4, 3);
+    const auto sock = keepalive(kVip);
+    ASSERT_TRUE(sock.valid()) << std::strerror(errno);
+    const auto backend = request(sock);
+    ASSERT_FALSE(backend.empty());
 
     // Continuous new connections from the client for the whole restart.
     auto load = sc_->lab().spawn(
@@ -176,14 +163,114 @@ TEST_F(AgentTest, KillAndRestartUnderTrafficFailsNothingAndKeepsLongConnections)
     EXPECT_EQ(failed, 0) << out;
 
     // The long-lived connection still talks to the same backend.
-    const auto later = request();
-    EXPECT_NE(later.find("200 OK"), std::string::npos) << later;
-    EXPECT_EQ(later.substr(later.size() - 4, 3), backend);
+    EXPECT_EQ(request(sock), backend);
     // The restarted agent swapped a newly loaded program into the pinned link.
     const auto after = xdp_state("eth0");
     EXPECT_TRUE(after.native);
     EXPECT_NE(after.prog_id, prog_before);
     EXPECT_NE(again->output().find("1 services adopted"), std::string::npos) << again->output();
+}
+
+// The capabilities the DaemonSet grants (deploy/kxlb-daemonset.yaml, `add: [...]`): read from the
+// manifest so that the test and what operators deploy cannot drift apart.
+std::vector<std::string> daemonset_capabilities() {
+    std::ifstream in(std::string(KXLB_DEPLOY_DIR) + "/kxlb-daemonset.yaml");
+    std::vector<std::string> caps;
+    for (std::string line; std::getline(in, line);) {
+        const auto at = line.find("add: [");
+        if (at == std::string::npos) continue;
+        std::string list = line.substr(at + 6, line.find(']') - at - 6);
+        std::istringstream items(list);
+        for (std::string item; std::getline(items, item, ',');) {
+            std::erase_if(item, [](char c) { return c == '"' || c == ' '; });
+            if (!item.empty()) caps.push_back(item);
+        }
+    }
+    return caps;
+}
+
+// Effective capability mask of a process (/proc/<pid>/status CapEff).
+std::uint64_t effective_caps(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("CapEff:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+    return ~0ull;
+}
+
+// `bpftool cgroup show PATH`: the programs attached to a cgroup.
+std::string cgroup_programs(const std::string& path) {
+    std::string out;
+    if (FILE* f = ::popen(("bpftool cgroup show " + path + " 2>&1").c_str(), "r")) {
+        char buf[512];
+        while (std::fgets(buf, sizeof(buf), f)) out += buf;
+        ::pclose(f);
+    }
+    return out;
+}
+
+// A cgroup v2 directory of the test's own for the socket-LB hooks, removed afterwards.
+struct ScratchCgroup {
+    std::string path = "/sys/fs/cgroup/unified/kxlb-e2e-caps-" + std::to_string(::getpid());
+    ScratchCgroup() { std::filesystem::create_directories(path); }
+    ~ScratchCgroup() { ::rmdir(path.c_str()); }
+};
+
+TEST_F(AgentTest, RunsWithOnlyTheDaemonSetCapabilitiesAndEachIsNeeded) {
+    const auto caps = daemonset_capabilities();
+    ASSERT_FALSE(caps.empty()) << "no `add: [...]` capability list in the DaemonSet";
+    ScratchCgroup cg;
+    write_config(config_yaml(pin_, {1, 2, 3}, {"eth0"}, cg.path));
+    const auto start_with = [&](const std::vector<std::string>& granted) -> lab::Process* {
+        std::string bset = "-all";
+        for (auto c : granted) {
+            std::transform(c.begin(), c.end(), c.begin(), [](unsigned char ch) { return std::tolower(ch); });
+            bset += ",+" + c;
+        }
+        auto p = sc_->lab().spawn("node", {"setpriv", "--bounding-set=" + bset, "--inh-caps=-all", "--",
+                                           KXLB_AGENT_BIN, "--config", config_});
+        EXPECT_TRUE(p) << (p ? "" : p.error().message);
+        return p ? *p : nullptr;
+    };
+    const auto wait_log = [](lab::Process* p, const std::string& text, std::chrono::milliseconds limit) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (p->output().find(text) == std::string::npos && std::chrono::steady_clock::now() < end)
+            std::this_thread::sleep_for(50ms);
+        return p->output().find(text) != std::string::npos;
+    };
+
+    // A first start (load, pin, attach XDP and the cgroup hooks, probe) and a restart that adopts
+    // the pinned datapath, both with exactly the DaemonSet's capabilities.
+    for (int run = 0; run < 2; ++run) {
+        auto* agent = start_with(caps);
+        ASSERT_NE(agent, nullptr);
+        ASSERT_TRUE(wait_log(agent, "serving 1 services on 1 interfaces", 10s)) << agent->output();
+        ASSERT_TRUE(wait_serving(10s)) << agent->output();
+        EXPECT_EQ(std::popcount(effective_caps(agent->pid())), static_cast<int>(caps.size()))
+            << "the test's own bounding set lacks one of the DaemonSet's capabilities: it cannot prove them";
+        EXPECT_NE(agent->output().find(run == 0 ? "0 services adopted" : "1 services adopted"), std::string::npos)
+            << agent->output();
+        EXPECT_NE(cgroup_programs(cg.path).find("connect4"), std::string::npos) << cgroup_programs(cg.path);
+        agent->kill(SIGKILL);
+        ASSERT_TRUE(agent->wait(2s));
+    }
+    // Without any one of them, a fresh start cannot bring the datapath up (no XDP program on the
+    // NIC): it fails with EPERM.
+    for (const auto& missing : caps) {
+        ASSERT_TRUE(remove_pinned(PinLayout{pin_}));  // fresh: nothing pinned, nothing attached
+        for (int i = 0; i < 60 && xdp_state("eth0").prog_id != 0; ++i) std::this_thread::sleep_for(50ms);
+        ASSERT_EQ(xdp_state("eth0").prog_id, 0u);
+        std::vector<std::string> fewer;
+        for (const auto& c : caps)
+            if (c != missing) fewer.push_back(c);
+        auto* agent = start_with(fewer);
+        ASSERT_NE(agent, nullptr);
+        EXPECT_TRUE(wait_log(agent, "Operation not permitted", 10s)) << "without " << missing << ":\n"
+                                                                      << agent->output();
+        std::this_thread::sleep_for(500ms);
+        EXPECT_EQ(xdp_state("eth0").prog_id, 0u) << "XDP attached without " << missing;
+        agent->kill(SIGKILL);
+        ASSERT_TRUE(agent->wait(2s));
+    }
 }
 
 TEST_F(AgentTest, BadReloadKeepsServingAndGoodReloadApplies) {

@@ -2,7 +2,8 @@
 // apiserver (tests/k8s/fake_apiserver.py, run in the node namespace beside the agent): a
 // LoadBalancer Service is served within 100 ms of its EndpointSlice event, scaling down takes a
 // backend out, a terminating endpoint gets no new connections, a relist storm writes nothing to the
-// maps, and the VIP keeps being served after the API goes away.
+// maps, and the VIP keeps being served after the API goes away. A terminating endpoint keeps its
+// established connections; externalTrafficPolicy: Local serves this node's endpoints only.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -38,22 +39,29 @@ std::string read_text(const std::string& path) {
     return ss.str();
 }
 
-json service() {
-    return json::parse(R"({"metadata": {"name": "web", "namespace": "shop"},
+json service(bool etp_local = false) {
+    auto s = json::parse(R"({"metadata": {"name": "web", "namespace": "shop"},
       "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "clusterIP": "10.96.0.10",
                "clusterIPs": ["10.96.0.10"], "ipFamilies": ["IPv4"],
                "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "web"}]},
       "status": {"loadBalancer": {"ingress": [{"ip": "10.90.0.100"}]}}})");
+    if (etp_local) s["spec"]["externalTrafficPolicy"] = "Local";
+    return s;
 }
 
-// be<i> for each entry: {index, terminating}.
-json slice(const std::vector<std::pair<int, bool>>& eps) {
+// One endpoint: backend be<index>, on node `node` (the agent runs as node-a).
+struct Ep {
+    int index;
+    bool terminating = false;
+    const char* node = "node-a";
+};
+json slice(const std::vector<Ep>& eps) {
     json endpoints = json::array();
-    for (auto [i, terminating] : eps)
+    for (const auto& e : eps)
         endpoints.push_back(
-            {{"addresses", {LbScenario::backend4(i)}},
-             {"nodeName", "node-a"},
-             {"conditions", {{"ready", !terminating}, {"serving", true}, {"terminating", terminating}}}});
+            {{"addresses", {LbScenario::backend4(e.index)}},
+             {"nodeName", e.node},
+             {"conditions", {{"ready", !e.terminating}, {"serving", true}, {"terminating", e.terminating}}}});
     return {
         {"metadata", {{"name", "web-abc"}, {"namespace", "shop"}, {"labels", {{"kubernetes.io/service-name", "web"}}}}},
         {"addressType", "IPv4"},
@@ -184,11 +192,34 @@ TEST_F(AgentK8sTest, ServicesFollowTheApiAndSurviveItsLoss) {
     EXPECT_EQ(hits["be3"], 0);
     EXPECT_EQ(hits[""], 0);
 
-    // 3. be2 terminating (serving): draining, so new connections go to be1 only.
+    // 3. be2 terminating (serving): draining, so new connections go to be1 only, while an
+    //    established connection to be2 keeps working.
+    UniqueFd to_be2;
+    for (int i = 0; i < 40 && !to_be2.valid(); ++i) {
+        auto fd = keepalive(kVip);
+        if (fd.valid() && request(fd) == "be2") to_be2 = std::move(fd);
+    }
+    ASSERT_TRUE(to_be2.valid()) << "no connection landed on be2";
     put(kSlices, slice({{1, false}, {2, true}}));
     std::this_thread::sleep_for(300ms);
     hits = spread(20);
     EXPECT_EQ(hits["be1"], 20) << (*agent)->output();
+    EXPECT_EQ(request(to_be2), "be2");
+    to_be2 = UniqueFd();
+
+    // 3b. externalTrafficPolicy: Local: only node-a's endpoints serve the LoadBalancer IP; with none
+    //     left on this node, the VIP is not served (no other node's endpoint is used).
+    put(kServices, service(true));
+    put(kSlices, slice({{1, false, "node-a"}, {2, false, "node-b"}, {3, false, "node-b"}}));
+    std::this_thread::sleep_for(300ms);
+    hits = spread(20);
+    EXPECT_EQ(hits["be1"], 20) << (*agent)->output();
+    put(kSlices, slice({{1, false, "node-b"}, {2, false, "node-b"}}));
+    EXPECT_TRUE(wait_for([&] { return !lab::tcp_probe(sc_->lab(), "client", kVip, 80, 200); }, 3s));
+    put(kSlices, slice({{1, false, "node-a"}, {2, false, "node-b"}}));
+    EXPECT_TRUE(wait_for([&] { return lab::tcp_probe(sc_->lab(), "client", kVip, 80, 200); }, 3s));
+    hits = spread(10);
+    EXPECT_EQ(hits["be1"], 10) << (*agent)->output();
 
     // 4. A relist storm (410 Gone several times) writes nothing to the maps.
     const double writes = metric("kxlb_datapath_frontend_writes_total");

@@ -175,6 +175,24 @@ TEST(K8sMapping, TerminatingServingEndpointsDrainAndNotServingOnesAreLeftOut) {
               (std::vector<std::string>{"10.0.1.1:8080", "10.0.1.2:8080 draining"}));
 }
 
+TEST(K8sMapping, ServingTerminatingEndpointsServeWhenNoneIsReady) {
+    Case c;
+    c.slices = {slice_json("web-1", "IPv4",
+                           {ep("10.0.1.2", "node-a", false, true, true), ep("10.0.1.3", "node-a", false, true, true),
+                            ep("10.0.1.4", "node-a", false, false, true)})};
+    EXPECT_EQ(backends(find(c.map(), "k8s.shop.web.http.ipv4.cluster")),
+              (std::vector<std::string>{"10.0.1.2:8080", "10.0.1.3:8080"}));
+    // Per frontend: under externalTrafficPolicy: Local only this node's endpoints count.
+    c.svc = service_json(json::parse(R"({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}})"));
+    c.slices = {slice_json("web-1", "IPv4", {ep("10.0.1.1", "node-b"), ep("10.0.1.2", "node-a", false, true, true)})};
+    const auto m = c.map();
+    EXPECT_EQ(backends(find(m, "k8s.shop.web.http.ipv4.lb")), std::vector<std::string>{"10.0.1.2:8080"});
+    EXPECT_EQ(backends(find(m, "k8s.shop.web.http.ipv4.cluster")),
+              (std::vector<std::string>{"10.0.1.1:8080", "10.0.1.2:8080 draining"}));
+}
+
 TEST(K8sMapping, AnAddressInTwoSlicesCountsOnceServingWinning) {
     Case c;
     c.slices = {slice_json("web-1", "IPv4", {ep("10.0.1.1", "node-a", false, true, true)}),

@@ -38,8 +38,10 @@ std::uint16_t slice_port(const EndpointSlice& slice, const ServicePort& sp) {
 }
 
 // Backends of one service port and family; `local_only`: endpoints on `node` only. Ready endpoints
-// serve; serving+terminating ones are draining (existing flows only); the rest are left out. An
-// address in several slices (a slice move in progress) counts once, serving winning over draining.
+// serve; serving+terminating ones are draining (existing flows only), unless no endpoint is ready:
+// then they serve, as kube-proxy does (a rolling update of a one-replica Deployment, or a node
+// draining under externalTrafficPolicy: Local, keeps answering). The rest are left out. An address
+// in several slices (a slice move in progress) counts once, serving winning over draining.
 std::vector<agent::BackendConfig> backends_for(const ServiceState& st, const ServicePort& sp, std::uint8_t family,
                                                bool local_only, const std::string& node) {
     std::map<std::pair<IpAddr, std::uint16_t>, bool> found;  // -> draining
@@ -60,12 +62,13 @@ std::vector<agent::BackendConfig> backends_for(const ServiceState& st, const Ser
             if (!inserted) it->second = it->second && draining;
         }
     }
+    const bool none_ready = std::all_of(found.begin(), found.end(), [](const auto& kv) { return kv.second; });
     std::vector<agent::BackendConfig> out;
     for (const auto& [key, draining] : found) {
         agent::BackendConfig b;
         b.addr = key.first;
         b.port = key.second;
-        b.draining = draining;
+        b.draining = draining && !none_ready;
         out.push_back(b);
     }
     return out;
