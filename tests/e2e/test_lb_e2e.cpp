@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "common/privileges.hpp"
+#include "e2e/sockets.hpp"
 #include "lab/lab.hpp"
 #include "lab/netns.hpp"
 #include "lib/lb_inspect.hpp"
@@ -71,6 +72,9 @@
 namespace kxlb {
 namespace {
 
+using test::make_sockaddr;
+using test::SockAddr;
+using test::UdpResponders;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using Ms = std::chrono::milliseconds;
@@ -109,31 +113,6 @@ std::string backend4(int i) { return "10.81.0." + std::to_string(10 + i); }
 std::string backend6(int i) { return "fd81::" + std::to_string(10 + i); }
 
 // ---- sockets -------------------------------------------------------------------------------------------
-
-struct SockAddr {
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    int family = 0;
-    const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&ss); }
-};
-
-SockAddr make_sockaddr(const std::string& ip, std::uint16_t port) {
-    SockAddr a;
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&a.ss);
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a.ss);
-    if (::inet_pton(AF_INET, ip.c_str(), &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        a.len = sizeof(sockaddr_in);
-        a.family = AF_INET;
-    } else if (::inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        a.len = sizeof(sockaddr_in6);
-        a.family = AF_INET6;
-    }
-    return a;
-}
 
 // "10.0.0.1:80" / "[fd00::1]:80" of a received address.
 std::string sockaddr_str(const sockaddr_storage& ss) {
@@ -455,43 +434,6 @@ std::string format_counts(const std::map<std::string, int>& m) {
 
 // Answers every datagram on its sockets with the socket's name, from one thread of the test. Bounded: the
 // thread polls with a 100 ms timeout and exits when stopped.
-class UdpResponders {
-public:
-    ~UdpResponders() { stop(); }
-    void add(UniqueFd fd, std::string name) { socks_.emplace_back(std::move(fd), std::move(name)); }
-    void start() {
-        thread_ = std::thread([this] { loop(); });
-    }
-    void stop() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
-    }
-
-private:
-    void loop() {
-        std::vector<pollfd> pfds;
-        for (const auto& s : socks_) pfds.push_back({s.first.get(), POLLIN, 0});
-        while (!stop_) {
-            if (::poll(pfds.data(), pfds.size(), 100) <= 0) continue;
-            for (std::size_t i = 0; i < pfds.size(); ++i) {
-                if (!(pfds[i].revents & POLLIN)) continue;
-                char buf[512];
-                sockaddr_storage from{};
-                socklen_t fl = sizeof from;
-                ssize_t n =
-                    ::recvfrom(pfds[i].fd, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &fl);
-                if (n < 0) continue;
-                const auto& name = socks_[i].second;
-                (void)::sendto(pfds[i].fd, name.data(), name.size(), 0, reinterpret_cast<sockaddr*>(&from), fl);
-            }
-        }
-    }
-
-    std::vector<std::pair<UniqueFd, std::string>> socks_;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
-
 // ---- kernel counters -----------------------------------------------------------------------------------
 
 // /proc/net/netstat as {"TcpExt.TCPSynRetrans": n, ...}.

@@ -399,6 +399,12 @@ const InvalidCase kInvalid[] = {
      "frontend belongs to one service only: remove one of them"},
     {"mode_typo", "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n    mode: fulnat\n",
      "agent.yaml:4:11: services[0].mode: \"fulnat\" is not one of fullnat|dsr; did you mean 'fullnat'?"},
+    {"dsr_port_translation",
+     "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n    mode: dsr\n"
+     "    backends: [{ address: 10.0.0.11, port: 6443 }]\n",
+     "agent.yaml:5:16: services[0].backends[0]: port 6443 differs from frontend 10.96.0.1:443/tcp's: mode dsr "
+     "delivers the client's packet unchanged, ports included; let the backend listen on port 443 (and give every "
+     "frontend that port), or use mode: fullnat"},
     {"socket_lb_quoted",
      "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n"
      "    socket_lb: \"true\"\n",

@@ -891,6 +891,7 @@ private:
         }
         if (be_vals.size() != items.size() || fe_vals.size() != s.frontends.size()) return;
         check_families(s, fe_vals, be_vals);
+        if (s.mode == ServiceMode::Dsr) check_dsr_ports(s, be_vals);
         if (maglev_size_ok_ && s.backends.size() > cfg_.maglev_size)
             d_.report(v,
                       std::to_string(s.backends.size()) + " backends do not fit a Maglev table of " +
@@ -924,6 +925,20 @@ private:
                     "the address family is kept end to end: add an " + family_name(fe.addr) +
                         " backend or remove this frontend");
         }
+    }
+
+    // DSR hands the client's packet to the backend unchanged: no port translation.
+    void check_dsr_ports(const ServiceConfig& s, const std::vector<Val>& be_vals) {
+        for (std::size_t i = 0; i < s.backends.size(); ++i)
+            for (const auto& fe : s.frontends)
+                if (s.backends[i].port != fe.port) {
+                    d_.report(be_vals[i],
+                              "port " + std::to_string(s.backends[i].port) + " differs from frontend " + fe.str() +
+                                  "'s: mode dsr delivers the client's packet unchanged, ports included",
+                              "let the backend listen on port " + std::to_string(fe.port) +
+                                  " (and give every frontend that port), or use mode: fullnat");
+                    break;
+                }
     }
 
     std::optional<BackendConfig> backend(const Val& v) {
