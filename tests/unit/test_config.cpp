@@ -279,7 +279,7 @@ const InvalidCase kInvalid[] = {
     {"unknown_key_close", "servces: []\n", "agent.yaml:1:1: servces: unknown key; did you mean 'services'?"},
     {"unknown_key_far", "cluster: prod\n",
      "agent.yaml:1:1: cluster: unknown key; valid keys here: node, datapath, pin_path, socket_lb, metrics, logging, "
-     "services, kubernetes"},
+     "services, kubernetes, dsr_decap"},
     {"duplicate_key", "pin_path: /a\npin_path: /b\n",
      "agent.yaml:2:1: pin_path: duplicate key (first on line 1); remove one of them"},
     // ---- node
@@ -288,7 +288,12 @@ const InvalidCase kInvalid[] = {
      "kernel's interface name, e.g. eth0 (1-15 characters, no '/', ':' or spaces)"},
     {"interface_twice", "node:\n  interfaces:\n    - name: eth0\n    - name: eth0\n",
      "agent.yaml:4:13: node.interfaces[1].name: \"eth0\" is listed twice (also node.interfaces[0]); remove one of "
-     "them"},
+     "them (a NIC runs one XDP program: the balancer or the DSR decapsulation)"},
+    {"decap_interface_also_balanced", "node:\n  interfaces: [{ name: eth0 }]\ndsr_decap:\n  interfaces: [{ name: eth0 }]\n",
+     "agent.yaml:4:24: dsr_decap.interfaces[0].name: \"eth0\" is listed twice (also node.interfaces[0]); remove one "
+     "of them (a NIC runs one XDP program: the balancer or the DSR decapsulation)"},
+    {"decap_address_twice", "dsr_decap:\n  interfaces: [{ name: eth1 }]\n  addresses: [10.0.0.5, 10.0.0.5]\n",
+     "agent.yaml:3:25: dsr_decap.addresses[1]: 10.0.0.5 is listed twice; remove one of them"},
     {"interface_name_missing", "node:\n  interfaces:\n    - allow_generic_xdp: true\n",
      "agent.yaml:3:7: node.interfaces[0].name: required key is missing; add the interface name, e.g. name: eth0"},
     {"bool_yes", "node:\n  interfaces: [{ name: eth0, allow_generic_xdp: yes }]\n",

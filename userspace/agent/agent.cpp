@@ -109,6 +109,13 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
 
     sync_node_config();
     if (!lb_config_) return Error::invalid("cannot program the datapath configuration");
+    if (cfg_.dsr_decap.interfaces.empty()) {
+        if (int n = remove_decap_links(datapath_->layout()))
+            spdlog::info("DSR decapsulation is not configured: detached it from {} interfaces", n);
+    } else {
+        sync_decap();
+        if (!decap_) return Error::invalid("cannot load the DSR decapsulation program");
+    }
 
     if (cfg_.kubernetes.enabled) {
         auto src = KubernetesSource::create(cfg_.kubernetes, *loop_, [this] { on_k8s_change(); });
@@ -346,30 +353,49 @@ void Agent::sync_probes(const std::vector<std::string>* services) {
 }
 
 void Agent::sync_interfaces() {
-    std::set<std::string> wanted;
-    for (const auto& iface : cfg_.interfaces) {
-        wanted.insert(iface.name);
-        const LinkInfo* link = nullptr;
-        for (const auto& l : links_)
-            if (l.name == iface.name) link = &l;
-        if (!link) {
-            if (datapath_->attached(iface.name)) {
-                spdlog::warn("interface {} disappeared; will re-attach when it is back", iface.name);
-                datapath_->detach(iface.name);
-            } else {
-                spdlog::warn("interface {} does not exist (yet); will attach when it appears", iface.name);
+    // The balancer's and the decapsulation program's NICs, the same way (a name is in one list only).
+    const auto sync = [&](const std::vector<InterfaceConfig>& ifaces, auto& dp, const char* what) {
+        std::set<std::string> wanted;
+        for (const auto& iface : ifaces) {
+            wanted.insert(iface.name);
+            const LinkInfo* link = nullptr;
+            for (const auto& l : links_)
+                if (l.name == iface.name) link = &l;
+            if (!link) {
+                if (dp.attached(iface.name)) {
+                    spdlog::warn("interface {} disappeared; will re-attach {} when it is back", iface.name, what);
+                    dp.detach(iface.name);
+                } else {
+                    spdlog::warn("interface {} does not exist (yet); will attach {} when it appears", iface.name, what);
+                }
+                continue;
             }
-            continue;
+            if (dp.attached_ifindex(iface.name) == link->ifindex) continue;
+            if (auto st = dp.attach(iface, link->ifindex); !st) spdlog::error("{}: {}", what, st.error().message);
+            else spdlog::info("{} attached to {} (ifindex {})", what, iface.name, link->ifindex);
         }
-        if (datapath_->attached_ifindex(iface.name) == link->ifindex) continue;
-        if (auto st = datapath_->attach(iface, link->ifindex); !st) spdlog::error("{}", st.error().message);
-        else spdlog::info("XDP attached to {} (ifindex {})", iface.name, link->ifindex);
+        for (const auto& name : dp.attached_interfaces())
+            if (!wanted.count(name)) {
+                dp.detach(name);
+                spdlog::info("{} detached from {} (no longer configured)", what, name);
+            }
+    };
+    sync(cfg_.interfaces, *datapath_, "XDP");
+    if (decap_) sync(cfg_.dsr_decap.interfaces, *decap_, "DSR decapsulation");
+}
+
+void Agent::sync_decap() {
+    if (!decap_ && !cfg_.dsr_decap.interfaces.empty()) {
+        auto d = DecapDatapath::open(datapath_->layout());
+        if (!d) {
+            spdlog::error("{}", d.error().message);
+            return;
+        }
+        decap_ = std::move(d).value();
     }
-    for (const auto& name : datapath_->attached_interfaces())
-        if (!wanted.count(name)) {
-            datapath_->detach(name);
-            spdlog::info("XDP detached from {} (no longer configured)", name);
-        }
+    if (!decap_) return;
+    const auto addrs = cfg_.dsr_decap.addresses.empty() ? node_addresses() : cfg_.dsr_decap.addresses;
+    if (auto st = decap_->set_addresses(addrs); !st) spdlog::error("DSR decapsulation addresses: {}", st.error().message);
 }
 
 void Agent::sync_node_config() {
@@ -382,6 +408,7 @@ void Agent::sync_node_config() {
     spdlog::info("node addresses for full-NAT: ipv4 {} ipv6 {}", want.snat_v4.family ? want.snat_v4.str() : "(none)",
                  want.snat_v6.family ? want.snat_v6.str() : "(none)");
     lb_config_ = want;
+    if (decap_ && cfg_.dsr_decap.addresses.empty()) sync_decap();  // it follows the node addresses
     if (k8s_ && k8s_->set_node_addresses(node_addresses()) && started_) {
         rebuild_services();
         sync_probes();
@@ -496,6 +523,7 @@ void Agent::reload() {
     cfg_ = std::move(cfg);
     rebuild_services();
     sync_probes();
+    sync_decap();
     sync_interfaces();
     sync_node_config();
     apply();

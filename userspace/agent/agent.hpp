@@ -70,6 +70,9 @@ private:
     // `services` (sorted).
     void sync_probes(const std::vector<std::string>* services = nullptr);
     void sync_interfaces();
+    // Loads the DSR decapsulation program when dsr_decap gets interfaces, and keeps its address map
+    // at dsr_decap.addresses (or the node addresses).
+    void sync_decap();
     void sync_node_config();
     void on_netlink();
     void on_signal();
@@ -91,6 +94,7 @@ private:
     std::vector<LinkInfo> links_;
     std::vector<AddrInfo> addrs_;
     std::unique_ptr<NodeDatapath> datapath_;
+    std::unique_ptr<DecapDatapath> decap_;  // null while dsr_decap has no interfaces
     Reconciler reconciler_;
     std::unique_ptr<Prober> prober_;
     std::unique_ptr<KubernetesSource> k8s_;        // null unless kubernetes.enabled

@@ -3,6 +3,8 @@
 // The schema is documented in docs/agent.md; keep the two in step.
 #include "agent/config.hpp"
 
+#include <kxlb/decap.h>
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <yaml-cpp/depthguard.h>
@@ -521,9 +523,12 @@ private:
     }
 
     void root(const Val& v) {
-        Fields f(d_, v, {"node", "datapath", "pin_path", "socket_lb", "metrics", "logging", "services", "kubernetes"},
+        Fields f(d_, v,
+                 {"node", "datapath", "pin_path", "socket_lb", "metrics", "logging", "services", "kubernetes",
+                  "dsr_decap"},
                  "start from the example in docs/agent.md");
         if (auto n = f.get("node")) node(*n);
+        if (auto n = f.get("dsr_decap")) dsr_decap(*n);
         if (auto n = f.get("datapath")) datapath(*n);
         assign(f.get("pin_path"), cfg_.pin_path, [&](const Val& x) {
             return read_abs_path(d_, x, false, "use a directory on the BPF filesystem, e.g. /sys/fs/bpf/kxlb");
@@ -597,13 +602,40 @@ private:
     void node(const Val& v) {
         Fields f(d_, v, {"interfaces", "addresses"}, "write interfaces: and addresses: under node:");
         if (auto n = f.get("interfaces"))
-            for (const auto& item : read_list(d_, *n, "list the NICs, e.g. [{name: eth0}]")) interface(item);
+            for (const auto& item : read_list(d_, *n, "list the NICs, e.g. [{name: eth0}]"))
+                if (auto ic = interface(item)) cfg_.interfaces.push_back(std::move(*ic));
         if (auto n = f.get("addresses"))
             for (const auto& item : read_list(d_, *n, "list this node's addresses, e.g. [10.0.0.5]"))
                 node_address(item);
     }
 
-    void interface(const Val& v) {
+    // An interface name is unique across node.interfaces and dsr_decap.interfaces: a NIC runs one
+    // XDP program.
+    void dsr_decap(const Val& v) {
+        Fields f(d_, v, {"interfaces", "addresses"}, "write dsr_decap: { interfaces: [{name: eth0}] }");
+        auto& d = cfg_.dsr_decap;
+        if (auto n = f.get("interfaces"))
+            for (const auto& item : read_list(d_, *n, "list the NICs the DSR tunnels arrive on, e.g. [{name: eth0}]"))
+                if (auto ic = interface(item)) d.interfaces.push_back(std::move(*ic));
+        if (auto n = f.get("addresses"))
+            for (const auto& item :
+                 read_list(d_, *n, "list the addresses balancers encapsulate toward, e.g. [10.0.0.5]")) {
+                auto ip = read_ip(d_, item, "use an address of this node that balancers send tunnels to");
+                if (!ip) continue;
+                if (std::find(d.addresses.begin(), d.addresses.end(), *ip) != d.addresses.end()) {
+                    d_.report(item, ip->str() + " is listed twice", "remove one of them");
+                    continue;
+                }
+                if (d.addresses.size() >= KXLB_MAX_DECAP_ADDRS) {
+                    d_.report(item, "more than " + std::to_string(KXLB_MAX_DECAP_ADDRS) + " addresses",
+                              "list at most " + std::to_string(KXLB_MAX_DECAP_ADDRS));
+                    continue;
+                }
+                d.addresses.push_back(*ip);
+            }
+    }
+
+    std::optional<InterfaceConfig> interface(const Val& v) {
         Fields f(d_, v, {"name", "allow_generic_xdp"}, "write { name: eth0 }");
         InterfaceConfig ic;
         bool ok = false;
@@ -613,7 +645,8 @@ private:
             if (ok) ic.name = *name;
         }
         assign(f.get("allow_generic_xdp"), ic.allow_generic, [&](const Val& x) { return read_bool(d_, x); });
-        if (ok) cfg_.interfaces.push_back(std::move(ic));
+        if (!ok) return std::nullopt;
+        return ic;
     }
 
     bool check_interface_name(const Val& v, const std::string& item_path, const std::string& name) {
@@ -623,7 +656,8 @@ private:
             return false;
         }
         if (auto first = interface_paths_.find(name); first != interface_paths_.end()) {
-            d_.report(v, quote(name) + " is listed twice (also " + first->second + ")", "remove one of them");
+            d_.report(v, quote(name) + " is listed twice (also " + first->second + ")",
+                      "remove one of them (a NIC runs one XDP program: the balancer or the DSR decapsulation)");
             return false;
         }
         interface_paths_.emplace(name, item_path);

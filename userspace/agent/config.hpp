@@ -80,6 +80,13 @@ struct KubernetesConfig {
     bool operator==(const KubernetesConfig&) const = default;
 };
 
+// The backend side of DSR (docs/dsr-decap.md): the decapsulation program on NICs tunnels arrive on.
+struct DsrDecapConfig {
+    std::vector<InterfaceConfig> interfaces;  // empty: off; none of them in AgentConfig::interfaces
+    std::vector<IpAddr> addresses;            // outer destinations to unwrap; empty: the node addresses
+    bool operator==(const DsrDecapConfig&) const = default;
+};
+
 struct AgentConfig {
     std::vector<InterfaceConfig> interfaces;         // may be empty (socket-LB only node); unique names
     std::vector<IpAddr> node_addresses;              // empty: auto-detect; at most one per family
@@ -96,6 +103,7 @@ struct AgentConfig {
     std::string log_format = "text";                          // text|json
     std::vector<ServiceConfig> services;
     KubernetesConfig kubernetes;
+    DsrDecapConfig dsr_decap;
     bool operator==(const AgentConfig&) const = default;
 };
 

@@ -4,6 +4,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+
 namespace kxlb::agent {
 
 DatapathOptions datapath_options(const AgentConfig& cfg) {
@@ -45,17 +48,28 @@ Result<std::unique_ptr<NodeDatapath>> NodeDatapath::open(const DatapathOptions& 
     return dp;
 }
 
-Status NodeDatapath::attach(const InterfaceConfig& iface, int ifindex) {
-    const std::string path = layout_.xdp_link(iface.name);
-    auto link = xdp_.attach_pinned(ifindex, XdpMode::Native, path);
+namespace {
+
+// Native XDP through the pinned link at path, or generic when native fails and the interface allows it.
+Result<Link> attach_with_fallback(const bpf_program* prog, const InterfaceConfig& iface, int ifindex,
+                                  const std::string& path) {
+    auto link = attach_xdp_pinned(prog, ifindex, XdpMode::Native, path);
     if (!link && iface.allow_generic) {
         spdlog::warn(
             "interface {}: native XDP failed ({}); falling back to generic mode as configured: "
             "packets take the slow skb path",
             iface.name, link.error().message);
-        link = xdp_.attach_pinned(ifindex, XdpMode::Generic, path);
+        link = attach_xdp_pinned(prog, ifindex, XdpMode::Generic, path);
     }
     if (!link) return Error{link.error().code, "interface " + iface.name + ": " + link.error().message};
+    return link;
+}
+
+}  // namespace
+
+Status NodeDatapath::attach(const InterfaceConfig& iface, int ifindex) {
+    auto link = attach_with_fallback(xdp_.program(), iface, ifindex, layout_.xdp_link(iface.name));
+    if (!link) return link.error();
     // XDP_REDIRECT toward this interface (next hop on another NIC) needs it in the devmap.
     if (auto st = maps_.add_tx_port(static_cast<std::uint32_t>(ifindex)); !st)
         spdlog::warn("interface {}: adding to the redirect map: {}", iface.name, st.error().message);
@@ -83,6 +97,56 @@ std::vector<std::string> NodeDatapath::attached_interfaces() const {
 Status NodeDatapath::set_config(const LbConfig& cfg) {
     if (auto v = validate(cfg); !v) return v;
     return maps_.set_config(cfg.to_abi());
+}
+
+int remove_decap_links(const PinLayout& layout) {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(layout.links_dir(), ec))
+        if (e.path().filename().string().starts_with("decap_") && std::filesystem::remove(e.path(), ec)) ++n;
+    return n;
+}
+
+Result<std::unique_ptr<DecapDatapath>> DecapDatapath::open(const PinLayout& layout) {
+    if (auto st = prepare_pin_dirs(layout); !st) return st.error();
+    auto prog = XdpDecapProgram::load(layout.root);
+    if (!prog) return Error{prog.error().code, "DSR decapsulation program: " + prog.error().message};
+    return std::unique_ptr<DecapDatapath>(new DecapDatapath(layout, std::move(prog).value()));
+}
+
+Status DecapDatapath::attach(const InterfaceConfig& iface, int ifindex) {
+    auto link = attach_with_fallback(prog_.program(), iface, ifindex, layout_.decap_link(iface.name));
+    if (!link) return link.error();
+    links_.insert_or_assign(iface.name, Attached{ifindex, std::move(link).value()});
+    return {};
+}
+
+void DecapDatapath::detach(const std::string& ifname) {
+    ::unlink(layout_.decap_link(ifname).c_str());
+    links_.erase(ifname);
+}
+
+std::optional<int> DecapDatapath::attached_ifindex(const std::string& ifname) const {
+    auto it = links_.find(ifname);
+    if (it == links_.end()) return std::nullopt;
+    return it->second.ifindex;
+}
+
+std::vector<std::string> DecapDatapath::attached_interfaces() const {
+    std::vector<std::string> out;
+    for (const auto& [name, a] : links_) out.push_back(name);
+    return out;
+}
+
+Status DecapDatapath::set_addresses(const std::vector<IpAddr>& addrs) {
+    for (const auto& a : addrs)
+        if (auto st = prog_.add_address(a); !st) return st;
+    auto have = prog_.addresses();
+    if (!have) return have.error();
+    for (const auto& a : *have)
+        if (std::find(addrs.begin(), addrs.end(), a) == addrs.end())
+            if (auto r = prog_.remove_address(a); !r) return r.error();
+    return {};
 }
 
 }  // namespace kxlb::agent

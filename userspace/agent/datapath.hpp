@@ -12,6 +12,7 @@
 
 #include "agent/config.hpp"
 #include "lib/bpf_link.hpp"
+#include "lib/decap_program.hpp"
 #include "lib/lb_programmer.hpp"
 #include "lib/pinning.hpp"
 #include "lib/sock_lb_program.hpp"
@@ -68,6 +69,39 @@ private:
     std::optional<LbProgrammer> programmer_;
     std::vector<Link> cgroup_links_;
     std::map<std::string, Attached> xdp_links_;
+};
+
+// Unpins the decapsulation links a previous agent left (DSR decapsulation no longer configured);
+// returns how many.
+int remove_decap_links(const PinLayout& layout);
+
+// The backend side of DSR: the decapsulation program on maps pinned under the same root, attached
+// through pinned links (<root>/links/decap_<ifname>), so it keeps unwrapping while the agent restarts.
+class DecapDatapath {
+public:
+    static Result<std::unique_ptr<DecapDatapath>> open(const PinLayout& layout);
+
+    // Native XDP, or generic if native fails and iface.allow_generic (logged as a warning).
+    Status attach(const InterfaceConfig& iface, int ifindex);
+    void detach(const std::string& ifname);
+    bool attached(const std::string& ifname) const { return links_.count(ifname) != 0; }
+    std::optional<int> attached_ifindex(const std::string& ifname) const;
+    std::vector<std::string> attached_interfaces() const;
+
+    // Makes the decap address map hold exactly `addrs` (adds before removes: an address that stays
+    // is never missing). Errors leave a mix of old and new that the next call repairs.
+    Status set_addresses(const std::vector<IpAddr>& addrs);
+    const XdpDecapProgram& program() const { return prog_; }
+
+private:
+    DecapDatapath(PinLayout layout, XdpDecapProgram prog) : layout_(std::move(layout)), prog_(std::move(prog)) {}
+    struct Attached {
+        int ifindex;
+        Link link;
+    };
+    PinLayout layout_;
+    XdpDecapProgram prog_;
+    std::map<std::string, Attached> links_;
 };
 
 }  // namespace kxlb::agent

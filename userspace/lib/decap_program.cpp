@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "lib/bpf_map.hpp"
+#include "lib/pinning.hpp"
 #include "lib/skeleton.hpp"
 #include "xdp_decap.skel.h"
 
@@ -36,9 +37,12 @@ Result<kxlb_decap_addr_key> decap_addr_key(const IpAddr& addr) {
     return key;
 }
 
-Result<XdpDecapProgram> XdpDecapProgram::load() {
-    auto skel = open_and_load<xdp_decap_bpf_ops>();
+Result<XdpDecapProgram> XdpDecapProgram::load(const std::string& pin_root) {
+    auto skel = Skeleton<xdp_decap_bpf_ops>::open();
     if (!skel) return skel.error();
+    if (!pin_root.empty())
+        if (auto st = use_pinned_maps(skel.value()->obj, PinLayout{pin_root}); !st) return st.error();
+    if (auto st = skel->load(); !st) return st.error();
     auto addrs = TypedMap<kxlb_decap_addr_key, kxlb_decap_addr_value>::bind(skel.value()->maps.kxlb_decap_addrs);
     if (!addrs) return addrs.error();
     auto reasons = PerCpuArray<kxlb_counter>::bind(skel.value()->maps.kxlb_decap_reasons);
@@ -58,6 +62,10 @@ Result<Link> XdpDecapProgram::attach(const std::string& ifname, XdpMode mode) co
     const unsigned idx = ::if_nametoindex(ifname.c_str());
     if (idx == 0) return Error::from_errno(errno, "interface " + ifname);
     return attach(static_cast<int>(idx), mode);
+}
+
+Result<Link> XdpDecapProgram::attach_pinned(int ifindex, XdpMode mode, const std::string& link_path) const {
+    return attach_xdp_pinned(program(), ifindex, mode, link_path);
 }
 
 Status XdpDecapProgram::add_address(const IpAddr& addr) {

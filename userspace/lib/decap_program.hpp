@@ -41,8 +41,10 @@ Result<kxlb_decap_addr_key> decap_addr_key(const IpAddr& addr);
 class XdpDecapProgram {
 public:
     // Opens and loads the embedded object (needs CAP_BPF/CAP_NET_ADMIN). The address map starts
-    // empty: nothing is decapsulated until add_address().
-    static Result<XdpDecapProgram> load();
+    // empty: nothing is decapsulated until add_address(). With a pin_root, the maps are those pinned
+    // under it (created and pinned when missing; see use_pinned_maps): a restarted agent keeps the
+    // addresses and counters of its predecessor.
+    static Result<XdpDecapProgram> load(const std::string& pin_root = "");
     ~XdpDecapProgram();
     XdpDecapProgram(XdpDecapProgram&&) noexcept;
     XdpDecapProgram& operator=(XdpDecapProgram&&) noexcept;
@@ -53,6 +55,9 @@ public:
     // program detaches when the Link is destroyed.
     Result<Link> attach(int ifindex, XdpMode mode) const { return attach_xdp(program(), ifindex, mode); }
     Result<Link> attach(const std::string& ifname, XdpMode mode) const;
+    // Attaches through the link pinned at link_path (see attach_xdp_pinned): the program survives
+    // its owner, and a live link is updated in place.
+    Result<Link> attach_pinned(int ifindex, XdpMode mode, const std::string& link_path) const;
 
     // Outer destination addresses tunnelled packets are decapsulated for (the node's addresses
     // the balancers encapsulate toward). Adding a listed address again is not an error.

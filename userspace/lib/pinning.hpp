@@ -4,6 +4,7 @@
 //   <root>/maps/<map name>       every non-internal map of the embedded objects (by its BPF name;
 //                                the XDP and socket-LB objects share e.g. kxlb_services by name)
 //   <root>/links/xdp_<ifname>    the XDP link on an interface
+//   <root>/links/decap_<ifname>  the DSR decapsulation program's XDP link on an interface
 //   <root>/links/cgroup_<hook>   a cgroup socket-LB hook link (e.g. cgroup_kxlb_connect4)
 #pragma once
 
@@ -24,6 +25,7 @@ struct PinLayout {
     std::string links_dir() const { return root + "/links"; }
     std::string map(std::string_view name) const { return maps_dir() + "/" + std::string(name); }
     std::string xdp_link(std::string_view ifname) const { return links_dir() + "/xdp_" + std::string(ifname); }
+    std::string decap_link(std::string_view ifname) const { return links_dir() + "/decap_" + std::string(ifname); }
     std::string cgroup_link(std::string_view hook) const { return links_dir() + "/cgroup_" + std::string(hook); }
 };
 
