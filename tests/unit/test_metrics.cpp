@@ -281,11 +281,22 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
     v->sock_svc = {{4, 11}};
     v->sock_be = {{9, 11}};
     m.set_datapath(std::move(v));
+    m.set_decap([] {
+        DecapReasons r{};
+        r[KXLB_DR_DECAP_IPIP].packets = 7;
+        r[KXLB_DR_PASS_NOT_DECAP_ADDR].packets = 2;
+        return Result<DecapReasons>(r);
+    });
     m.set_backend_health(ref("dns", "fd00::1", 5353), true);
     m.observe_probe(ref("dns", "fd00::1", 5353), ProbeResult{true, 1ms, ""});
     m.observe_reconcile(1ms, 0);
     m.config_reload(true);
     const auto text = m.render();
+
+    // DSR decapsulation: every reason, by name.
+    EXPECT_NE(text.find("kxlb_dsr_decap_packets_total{reason=\"decap_ipip\"} 7\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("kxlb_dsr_decap_packets_total{reason=\"pass_not_decap_addr\"} 2\n"), std::string::npos);
+    EXPECT_NE(text.find("kxlb_dsr_decap_packets_total{reason=\"drop_inner_length\"} 0\n"), std::string::npos);
 
     // Socket-LB: only the service flagged for it (id 4) has connection series.
     EXPECT_EQ(block(text, "kxlb_socket_lb_service_connections_total"),
@@ -318,6 +329,7 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
                             "kxlb_socket_lb_operations_total",
                             "kxlb_socket_lb_service_connections_total",
                             "kxlb_socket_lb_backend_connections_total",
+                            "kxlb_dsr_decap_packets_total",
                             "kxlb_map_operation_errors_total",
                             "kxlb_reconcile_duration_seconds",
                             "kxlb_config_reloads_total",
@@ -326,6 +338,16 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
         EXPECT_NE(block(text, fam), "") << fam;
     const auto [status, out] = promtool_check(text);
     EXPECT_EQ(status, 0) << out << "\n" << text;
+}
+
+TEST(MetricsExposition, AFailingDecapReadIsAScrapeErrorNotAFamily) {
+    AgentMetrics m;
+    m.set_decap([] { return Result<DecapReasons>(Error::invalid("map gone")); });
+    const auto text = m.render();
+    EXPECT_EQ(block(text, "kxlb_dsr_decap_packets_total"), "") << text;
+    EXPECT_NE(text.find("kxlb_scrape_errors_total 1\n"), std::string::npos) << text;
+    m.set_decap({});
+    EXPECT_NE(m.render().find("kxlb_scrape_errors_total 1\n"), std::string::npos);  // cleared reader: no new error
 }
 
 TEST(MetricsExposition, PromtoolCatchesABrokenExposition) {

@@ -392,6 +392,7 @@ void Agent::sync_decap() {
             return;
         }
         decap_ = std::move(d).value();
+        metrics_->set_decap([this] { return decap_->program().reasons(); });
     }
     if (!decap_) return;
     const auto addrs = cfg_.dsr_decap.addresses.empty() ? node_addresses() : cfg_.dsr_decap.addresses;

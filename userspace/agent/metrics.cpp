@@ -867,6 +867,19 @@ void AgentMetrics::collect_datapath(std::vector<prometheus::MetricFamily>& out) 
         if (!f->metric.empty()) out.push_back(std::move(*f));
 }
 
+void AgentMetrics::collect_decap(std::vector<prometheus::MetricFamily>& out) {
+    if (!decap_) return;
+    auto r = decap_();
+    if (!r) return scrape_error(r.error());
+    auto f = family("kxlb_dsr_decap_packets_total",
+                    "Frames the DSR decapsulation program handled, by reason (decap_*: unwrapped; pass_*: left to "
+                    "the kernel stack; drop_*: dropped)",
+                    prometheus::MetricType::Counter);
+    for (std::size_t i = 0; i < kDecapReasonCount; ++i)
+        add_sample(f, {{"reason", std::string(kDecapReasonNames[i])}}, static_cast<double>((*r)[i].packets));
+    out.push_back(std::move(f));
+}
+
 std::string AgentMetrics::render() {
     auto families = registry_->Collect();
     // The registry keeps series in hash order: sort them by labels for a stable, readable text.
@@ -874,6 +887,7 @@ std::string AgentMetrics::render() {
         std::stable_sort(f.metric.begin(), f.metric.end(),
                          [](const auto& a, const auto& b) { return a.label < b.label; });
     collect_datapath(families);
+    collect_decap(families);
     auto errors = family("kxlb_scrape_errors_total",
                          "BPF map reads that failed while serving /metrics (the affected series were left out)",
                          prometheus::MetricType::Counter);

@@ -27,6 +27,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -40,6 +41,7 @@
 #include "agent/reconciler.hpp"
 #include "lib/abi.hpp"
 #include "lib/result.hpp"
+#include "lib/decap_program.hpp"
 #include "lib/sock_lb_program.hpp"
 
 namespace prometheus {
@@ -163,6 +165,10 @@ public:
     // Sets, replaces or (nullptr) removes the datapath a scrape reads. Without one the datapath
     // families are absent.
     void set_datapath(std::unique_ptr<DatapathView> view);
+    // Sets or (empty) removes the reader of the DSR decapsulation program's counters:
+    // kxlb_dsr_decap_packets_total{reason} (every reason of docs/dsr-decap.md) while one is set.
+    using DecapReader = std::function<Result<DecapReasons>()>;
+    void set_decap(DecapReader reader) { decap_ = std::move(reader); }
 
     // One completed probe of `ref`: kxlb_probe_duration_seconds and kxlb_probe_failures_total
     // (both series appear with the first probe). Call from Prober::Observer::on_result.
@@ -206,6 +212,7 @@ private:
     };
 
     void collect_datapath(std::vector<prometheus::MetricFamily>& out);
+    void collect_decap(std::vector<prometheus::MetricFamily>& out);
     void scrape_error(const Error& e);
 
     MetricsOptions opts_;
@@ -213,6 +220,7 @@ private:
     std::unique_ptr<Families> fam_;
     std::map<BackendRef, BackendSeries> backends_;
     std::unique_ptr<DatapathView> view_;
+    DecapReader decap_;
     std::optional<std::uint64_t> ct_entries_;  // cached count
     EventLoop::TimePoint ct_counted_at_{};
     std::uint64_t scrape_errors_ = 0;
