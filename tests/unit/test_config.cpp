@@ -42,6 +42,10 @@ datapath:
   conntrack_entries: 524288
   snat_ports: 62000-64000
   udp_timeout: 2m
+  dsr_source_prefixes: [10.200.0.0/24, "fd00:200::/64"]
+dsr_decap:
+  interfaces: [{ name: eth2 }]
+  addresses: [10.0.0.6]
 pin_path: /sys/fs/bpf/kxlb-test
 socket_lb: { cgroup: /sys/fs/cgroup }
 metrics: { address: "[::1]:9100" }
@@ -98,6 +102,9 @@ AgentConfig full_example_expected() {
     c.snat_port_lo = 62000;
     c.snat_port_hi = 64000;
     c.udp_timeout = seconds(120);
+    c.dsr_source_prefixes = {Cidr{ip("10.200.0.0"), 24}, Cidr{ip("fd00:200::"), 64}};
+    c.dsr_decap.interfaces = {InterfaceConfig{"eth2", false}};
+    c.dsr_decap.addresses = {ip("10.0.0.6")};
     c.pin_path = "/sys/fs/bpf/kxlb-test";
     c.socket_lb_cgroup = "/sys/fs/cgroup";
     c.metrics_address = "[::1]:9100";
@@ -171,6 +178,8 @@ TEST(ConfigParse, FullExampleMapsToEveryField) {
     EXPECT_EQ(r->snat_port_lo, expected.snat_port_lo);
     EXPECT_EQ(r->snat_port_hi, expected.snat_port_hi);
     EXPECT_EQ(r->udp_timeout, expected.udp_timeout);
+    EXPECT_EQ(r->dsr_source_prefixes, expected.dsr_source_prefixes);
+    EXPECT_EQ(r->dsr_decap, expected.dsr_decap);
     EXPECT_EQ(r->pin_path, expected.pin_path);
     EXPECT_EQ(r->socket_lb_cgroup, expected.socket_lb_cgroup);
     EXPECT_EQ(r->metrics_address, expected.metrics_address);
@@ -404,6 +413,12 @@ const InvalidCase kInvalid[] = {
      "frontend belongs to one service only: remove one of them"},
     {"mode_typo", "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n    mode: fulnat\n",
      "agent.yaml:4:11: services[0].mode: \"fulnat\" is not one of fullnat|dsr; did you mean 'fullnat'?"},
+    {"dsr_source_prefix_too_short", "datapath:\n  dsr_source_prefixes: [10.0.0.0/7]\n",
+     "agent.yaml:2:25: datapath.dsr_source_prefixes[0]: /7 is out of range /8-/32 for an IPv4 DSR source prefix; use "
+     "a block no host uses, e.g. 10.200.0.0/24 (backends see these addresses only as tunnel sources)"},
+    {"dsr_source_prefix_two_v6", "datapath:\n  dsr_source_prefixes: [\"fd00::/64\", \"fd01::/64\"]\n",
+     "agent.yaml:2:38: datapath.dsr_source_prefixes[1]: a second IPv6 prefix (fd00::/64 is already listed); list at "
+     "most one prefix per family"},
     {"dsr_port_translation",
      "services:\n  - name: a\n    frontends: [{ address: 10.96.0.1, port: 443 }]\n    mode: dsr\n"
      "    backends: [{ address: 10.0.0.11, port: 6443 }]\n",

@@ -680,7 +680,9 @@ private:
     // ---- datapath and global settings
 
     void datapath(const Val& v) {
-        Fields f(d_, v, {"maglev_table_size", "hash_seed", "conntrack_entries", "snat_ports", "udp_timeout"},
+        Fields f(d_, v,
+                 {"maglev_table_size", "hash_seed", "conntrack_entries", "snat_ports", "udp_timeout",
+                  "dsr_source_prefixes"},
                  "write the datapath settings as a mapping");
         if (auto n = f.get("maglev_table_size")) maglev_size(*n);
         assign(f.get("hash_seed"), cfg_.hash_seed, [&](const Val& x) {
@@ -695,6 +697,33 @@ private:
             return read_seconds(d_, x, seconds(1), std::chrono::hours(24),
                                 "how long an idle UDP flow keeps its backend, e.g. 30s");
         });
+        if (auto n = f.get("dsr_source_prefixes"))
+            for (const auto& item :
+                 read_list(d_, *n, "list at most one IPv4 and one IPv6 prefix, e.g. [10.200.0.0/24, fd00:200::/64]"))
+                dsr_source_prefix(item);
+    }
+
+    // The outer source of DSR tunnels: per flow an address of the prefix, so backends spread the
+    // tunnels over their RX queues (docs/datapath.md).
+    void dsr_source_prefix(const Val& v) {
+        auto c = cidr(v);
+        if (!c) return;
+        const bool v4 = c->addr.family == AF_INET;
+        const unsigned lo = v4 ? 8 : 64, hi = v4 ? 32 : 128;
+        if (c->prefix_len < lo || c->prefix_len > hi) {
+            d_.report(v, "/" + std::to_string(c->prefix_len) + " is out of range /" + std::to_string(lo) + "-/" +
+                             std::to_string(hi) + " for an " + family_name(c->addr) + " DSR source prefix",
+                      "use a block no host uses, e.g. " + std::string(v4 ? "10.200.0.0/24" : "fd00:200::/64") +
+                          " (backends see these addresses only as tunnel sources)");
+            return;
+        }
+        for (const auto& o : cfg_.dsr_source_prefixes)
+            if (o.addr.family == c->addr.family) {
+                d_.report(v, "a second " + family_name(c->addr) + " prefix (" + o.str() + " is already listed)",
+                          "list at most one prefix per family");
+                return;
+            }
+        cfg_.dsr_source_prefixes.push_back(*c);
     }
 
     void maglev_size(const Val& v) {
