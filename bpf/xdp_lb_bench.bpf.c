@@ -3,6 +3,8 @@
  * a program on the buffer it already rewrote, so each program here FIRST restores the input frame
  * from a template (a fixed 80-byte copy) and THEN runs exactly the code it measures:
  *   bench_lb      restore + the datapath's entry body (lib/xdp_lb_main.h, the code of xdp_lb.bpf.c);
+ *                 after a DSR encapsulation the restore first shrinks the head back (one extra
+ *                 bpf_xdp_adjust_head, counted in the DSR cases' loop figures, not in the baseline);
  *   bench_base    restore + XDP_PASS: the baseline that "net" subtracts;
  *   bench_reflect restore + the reflector's body (lib/reflect_main.h): the floor.
  * With bench_vary set, the restore also writes a fresh source port and address derived from a per-CPU
@@ -35,10 +37,18 @@ struct {
 
 static __always_inline int restore(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	__u64 *w = data;
+	long grown = (long)ctx->data_end - (long)ctx->data - BENCH_FRAME_BYTES;
+	void *data, *end;
+	__u64 *w;
 
+	/* A DSR run put an outer header in front of the frame: give the head back first, so the frame
+	 * is the template's length again instead of growing until the headroom runs out. Only runs
+	 * after an encapsulation (full-NAT keeps the size), once per run of a DSR case. */
+	if (grown > 0 && bpf_xdp_adjust_head(ctx, (int)grown))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	w = data;
 	if (data + BENCH_FRAME_BYTES > end)
 		return -1;
 #pragma unroll

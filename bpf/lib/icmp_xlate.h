@@ -27,7 +27,6 @@
 #include "lib/stats.h"
 
 #define ICMP_TIME_EXCEEDED 11
-#define ICMPV6_PKT_TOOBIG 2
 #define ICMPV6_TIME_EXCEED 3
 
 /* The quoted datagram starts right behind the ICMP header (the outer header has no options or
@@ -343,7 +342,9 @@ static __always_inline int lb_icmp_error(struct xdp_md *ctx, const struct pkt *p
 	} else {
 		/* client side (a frontend may also live on the node address): tell the backend */
 		ct = bpf_map_lookup_elem(&kxlb_ct, &k.flow);
-		if (!ct)
+		/* A DSR flow's replies do not pass here and its backend has no node-side 4-tuple to
+		 * translate the error to: it goes to the kernel like an error about no flow. */
+		if (!ct || (ct->flags & KXLB_CT_F_DSR))
 			return 1;
 		bid = ct->backend_id;
 		be = backend_get(bid);

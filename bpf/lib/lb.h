@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Load-balancing decisions: frontend lookup, conntrack, Maglev backend choice, full-NAT in both
- * directions. Family-specific steps are lb4_* / lb6_* twins (nat.h, icmp.h); the flow logic is
+ * directions, DSR encapsulation toward the backend. Family-specific steps are lb4_* / lb6_* twins
+ * (nat.h, encap.h, icmp.h); the flow logic is
  * shared through struct kxlb_flow_key, whose addresses are 16 bytes for both families.
  */
 #ifndef KXLB_BPF_LB_H
 #define KXLB_BPF_LB_H
 
 #include "lib/common.h"
+#include "lib/encap.h"
 #include "lib/fib.h"
 #include "lib/icmp_xlate.h"
 #include "lib/icmp.h"
@@ -69,11 +71,12 @@ static __always_inline int lb_rewrite(struct xdp_md *ctx, const struct pkt *pkt,
 	return lb6_rewrite(ctx, pkt, saddr, daddr, sport, dport);
 }
 
+/* ICMP port unreachable in place of the frame (no usable backend). */
 static __always_inline int lb_icmp_unreach(struct xdp_md *ctx, const struct pkt *pkt, __u8 family)
 {
 	if (family == KXLB_AF_INET)
-		return lb4_icmp_unreach(ctx, pkt);
-	return lb6_icmp_unreach(ctx, pkt);
+		return lb4_icmp_error(ctx, pkt, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0);
+	return lb6_icmp_error(ctx, pkt, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0);
 }
 
 /* Key of the reverse (kxlb_nat) entry of a forward flow. */
@@ -187,27 +190,85 @@ static __always_inline int lb_pick_backend(const struct kxlb_flow_key *fk, __u32
 	return 0;
 }
 
+/* The frame's source address toward the backend: the node's SNAT address (full-NAT) or the DSR
+ * outer source (prefix spread by the flow hash, else the node address). Returns 0, or the pass
+ * reason when the family has none. */
+static __always_inline __u32 lb_flow_src(const struct kxlb_config *cfg, __u8 family, int dsr,
+                                         __u32 hash, __be32 *src)
+{
+	if (dsr) {
+		lb_encap_src(cfg, family, hash, src);
+		return addr_is_zero(src, family) ? KXLB_R_PASS_NO_ENCAP_SRC : 0;
+	}
+	snat_addr(cfg, family, src);
+	return addr_is_zero(src, family) ? KXLB_R_PASS_NO_SNAT_ADDR : 0;
+}
+
+/* IPv4 DF bit of the frame (no VLAN tags or options reach here: fixed offset). */
+static __always_inline int lb4_df(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	struct iphdr *ip = data + LB4_L3_OFF;
+
+	if ((void *)(ip + 1) > (void *)(long)ctx->data_end)
+		return 0;
+	return (ip->frag_off & bpf_htons(IPV4_FLAG_DF)) != 0;
+}
+
+/* A DSR frame that would not fit the egress MTU once encapsulated (mtu: that MTU): an IPv4 frame
+ * with DF and every IPv6 frame is answered with ICMP fragmentation needed / packet too big from
+ * the VIP, announcing the MTU left for the inner packet; IPv4 without DF is dropped (XDP cannot
+ * fragment). */
+static __always_inline struct lb_verdict lb_dsr_too_big(struct xdp_md *ctx, const struct pkt *pkt,
+                                                        __u8 family, __u32 mtu)
+{
+	struct lb_verdict v = { XDP_DROP, KXLB_R_DROP_TOO_BIG };
+	int r;
+
+	if (family == KXLB_AF_INET) {
+		if (!lb4_df(ctx))
+			return v;
+		r = lb4_icmp_error(ctx, pkt, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED,
+		                   mtu > ENCAP4_OVERHEAD ? mtu - ENCAP4_OVERHEAD : 0);
+	} else {
+		r = lb6_icmp_error(ctx, pkt, ICMPV6_PKT_TOOBIG, 0,
+		                   mtu > ENCAP6_OVERHEAD ? mtu - ENCAP6_OVERHEAD : 0);
+	}
+	if (r == 0) {
+		v.action = XDP_TX;
+		v.reason = KXLB_R_TX_ICMP_TOO_BIG;
+	}
+	return v;
+}
+
 /* Client -> frontend, for a frame that passed the frontend filter. An established flow is found
- * by its conntrack entry alone (one hash lookup); only new flows look the service up. */
+ * by its conntrack entry alone (one hash lookup); only new flows look the service up. Full-NAT
+ * rewrites addresses and ports and keeps a kxlb_nat entry for the replies; DSR (service flag
+ * KXLB_SVC_F_DSR, remembered as KXLB_CT_F_DSR in the flow entry) picks the backend the same way and
+ * sends the frame unchanged inside an outer header (encap.h), as replies never come back here. */
 static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const struct pkt *pkt,
                                                     const struct kxlb_flow_key *fk,
                                                     const struct kxlb_config *cfg, __u64 len)
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
-	__be32 snat[4];
+	__be32 src[4];
 	int is_tcp = fk->proto == IPPROTO_TCP;
 	int syn = is_tcp && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct kxlb_ct_value *ct = bpf_map_lookup_elem(&kxlb_ct, fk);
 	struct kxlb_backend *be = NULL;
 	struct kxlb_nexthop nh;
-	__be16 snat_port;
-	__u32 bid = 0, svc_id = 0, affinity_s = 0;
-	int new_flow = 0, recover = 0, r;
+	__be16 snat_port = 0;
+	__u32 bid = 0, svc_id = 0, affinity_s = 0, hash = 0;
+	__u32 inner_len = lb_encap_inner_len(pkt, fk->family);
+	int new_flow = 0, recover = 0, dsr = 0, r;
+	/* the outer header's protocol (DSR) or the flow's own, for policy routing in the FIB */
+	__u8 fib_proto = fk->proto;
 
 	if (ct) {
 		bid = ct->backend_id;
 		svc_id = ct->svc_id;
+		dsr = (ct->flags & KXLB_CT_F_DSR) != 0;
 		be = backend_get(bid);
 		if (!be || be->gen != ct->backend_gen)
 			new_flow = 1; /* its backend is gone: re-balance instead of black-holing */
@@ -235,10 +296,13 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 			v.reason = KXLB_R_DROP_SOURCE_RANGE;
 			return v;
 		}
+		/* the service decides again: a re-balanced flow follows its current mode */
+		dsr = (svc->flags & KXLB_SVC_F_DSR) != 0;
 		if (!ct && is_tcp && !syn) {
 			/* An ACK segment of a connection whose entry is gone (LRU eviction under a flood
-			 * of new flows, a flush) is recovered (snat_alloc's recover mode); resets and
-			 * other flag mixes open nothing. */
+			 * of new flows, a flush) is recovered (snat_alloc's recover mode; DSR simply
+			 * re-picks, Maglev giving the same backend while the table is unchanged); resets
+			 * and other flag mixes open nothing. */
 			if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) !=
 			    TCP_FLAG_ACK) {
 				v.action = XDP_DROP;
@@ -250,16 +314,18 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		svc_id = svc->id;
 		affinity_s = svc->affinity_timeout_s;
 	}
-	snat_addr(cfg, fk->family, snat);
-	if (addr_is_zero(snat, fk->family)) {
-		v.reason = KXLB_R_PASS_NO_SNAT_ADDR;
+	if (new_flow || dsr)
+		hash = lb_flow_hash(fk, cfg->hash_seed);
+	if (dsr)
+		fib_proto = fk->family == KXLB_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	r = lb_flow_src(cfg, fk->family, dsr, hash, src);
+	if (r) {
+		v.reason = r;
 		return v;
 	}
 
 	if (new_flow) {
-		__u32 hash = lb_flow_hash(fk, cfg->hash_seed);
 		struct kxlb_nat_value nv = {};
-		struct kxlb_ct_value cv = {};
 
 		r = lb_pick_backend(fk, svc_id, affinity_s, hash, now, &bid);
 		if (r == KXLB_R_DROP_NO_BACKEND) {
@@ -278,49 +344,37 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 			v.reason = KXLB_R_DROP_BACKEND_MISSING;
 			return v;
 		}
-		r = fib_nexthop_backend(ctx, fk->family, snat, be->addr, fk->proto, bid, be->gen,
+		r = fib_nexthop_backend(ctx, fk->family, src, be->addr, fib_proto, bid, be->gen,
 		                        now, &nh);
 		if (r) {
 			v.reason = r;
 			return v;
 		}
-		nv.last_seen_ns = now;
-		__builtin_memcpy(nv.client_addr, fk->saddr, 16);
-		__builtin_memcpy(nv.vip_addr, fk->daddr, 16);
-		nv.client_port = fk->sport;
-		nv.vip_port = fk->dport;
-		nv.svc_id = svc_id;
-		nv.backend_id = bid;
-		r = snat_alloc(be, snat, cfg, fk->proto, hash, now, &nv, recover, &snat_port);
-		if (r) {
-			v.action = XDP_DROP;
-			v.reason = r;
-			return v;
-		}
-		cv.last_seen_ns = now;
-		cv.backend_id = bid;
-		cv.backend_gen = be->gen;
-		cv.svc_id = svc_id;
-		cv.snat_port = snat_port;
-		cv.nh = nh;
-		if (bpf_map_update_elem(&kxlb_ct, fk, &cv, BPF_ANY)) {
-			struct kxlb_flow_key nk = {};
-
-			nat_key_of(&nk, be, snat, snat_port, fk->proto);
-			bpf_map_delete_elem(&kxlb_nat, &nk);
-			v.action = XDP_DROP;
-			v.reason = KXLB_R_DROP_CT_FULL;
-			return v;
+		if (!dsr) {
+			nv.last_seen_ns = now;
+			__builtin_memcpy(nv.client_addr, fk->saddr, 16);
+			__builtin_memcpy(nv.vip_addr, fk->daddr, 16);
+			nv.client_port = fk->sport;
+			nv.vip_port = fk->dport;
+			nv.svc_id = svc_id;
+			nv.backend_id = bid;
+			r = snat_alloc(be, src, cfg, fk->proto, hash, now, &nv, recover,
+			               &snat_port);
+			if (r) {
+				v.action = XDP_DROP;
+				v.reason = r;
+				return v;
+			}
 		}
 	} else {
 		snat_port = ct->snat_port;
 		nh = ct->nh;
 		if (age_ns(now, ct->last_seen_ns) > LB_REFRESH_NS || !nexthop_usable(ctx, &nh)) {
 			struct kxlb_flow_key nk = {};
-			struct kxlb_nat_value *nat;
+			struct kxlb_nat_value *nat = NULL;
 
 			ct->last_seen_ns = now;
-			r = fib_nexthop(ctx, fk->family, snat, be->addr, fk->proto, &nh);
+			r = fib_nexthop(ctx, fk->family, src, be->addr, fib_proto, &nh);
 			if (r == 0) {
 				ct->nh = nh;
 			} else if (!nexthop_usable(ctx, &ct->nh)) {
@@ -329,28 +383,74 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 			} else {
 				nh = ct->nh; /* keep the last good next hop */
 			}
-			nat_key_of(&nk, be, snat, snat_port, fk->proto);
-			nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
+			if (!dsr) {
+				nat_key_of(&nk, be, src, snat_port, fk->proto);
+				nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
+			}
 			/* keeps the port of a one-way (idle-looking) UDP flow reserved */
 			if (nat && !(nat->flags & KXLB_CT_F_CLOSED))
 				nat->last_seen_ns = now;
 		}
-		if (is_tcp && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
-			struct kxlb_flow_key nk = {};
-
-			nat_key_of(&nk, be, snat, snat_port, fk->proto);
-			ct_track_close(ct, bpf_map_lookup_elem(&kxlb_nat, &nk),
-			               ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT), now);
-		}
 	}
 
-	if (lb_rewrite(ctx, pkt, fk->family, snat, be->addr, snat_port, be->port)) {
+	/* Before any state changes: a frame that cannot leave opens no flow and closes none (a new
+	 * flow's first frame is mostly a small SYN; the client resends smaller data after the ICMP). */
+	if (dsr) {
+		__u32 mtu = lb_encap_mtu_exceeded(ctx, nh.ifindex, inner_len, fk->family);
+
+		if (mtu)
+			return lb_dsr_too_big(ctx, pkt, fk->family, mtu);
+	}
+	if (new_flow) {
+		struct kxlb_ct_value cv = {};
+
+		cv.last_seen_ns = now;
+		cv.backend_id = bid;
+		cv.backend_gen = be->gen;
+		cv.svc_id = svc_id;
+		cv.flags = dsr ? KXLB_CT_F_DSR : 0;
+		cv.snat_port = snat_port;
+		cv.nh = nh;
+		if (bpf_map_update_elem(&kxlb_ct, fk, &cv, BPF_ANY)) {
+			struct kxlb_flow_key nk = {};
+
+			if (!dsr) {
+				nat_key_of(&nk, be, src, snat_port, fk->proto);
+				bpf_map_delete_elem(&kxlb_nat, &nk);
+			}
+			v.action = XDP_DROP;
+			v.reason = KXLB_R_DROP_CT_FULL;
+			return v;
+		}
+	} else if (is_tcp && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
+		struct kxlb_flow_key nk = {};
+		struct kxlb_nat_value *nat = NULL;
+
+		/* DSR: the client's side is all this node sees (no reverse entry) */
+		if (!dsr) {
+			nat_key_of(&nk, be, src, snat_port, fk->proto);
+			nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
+		}
+		ct_track_close(ct, nat, ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT), now);
+	}
+
+	if (dsr) {
+		if (lb_encap(ctx, fk->family, src, be->addr, inner_len, hash)) {
+			v.action = XDP_DROP;
+			v.reason = KXLB_R_DROP_ENCAP_FAILED;
+			return v;
+		}
+	} else if (lb_rewrite(ctx, pkt, fk->family, src, be->addr, snat_port, be->port)) {
 		v.reason = KXLB_R_PASS_MALFORMED; /* bounds re-check failed before any write */
 		return v;
 	}
 	lb_counter_inc(&kxlb_svc_stats, svc_id, len, new_flow);
 	lb_counter_inc(&kxlb_backend_stats, bid, len, new_flow);
 	v.action = fib_xmit(ctx, &nh, &v.reason);
+	if (dsr && v.reason == KXLB_R_FWD_TX)
+		v.reason = KXLB_R_FWD_ENCAP_TX;
+	else if (dsr && v.reason == KXLB_R_FWD_REDIRECT)
+		v.reason = KXLB_R_FWD_ENCAP_REDIRECT;
 	return v;
 }
 

@@ -9,7 +9,7 @@
 #include <linux/types.h>
 
 /* Bumped whenever a map layout in this file changes incompatibly (pinned-map adoption checks it). */
-#define KXLB_ABI_VERSION 1
+#define KXLB_ABI_VERSION 2
 
 /* ---- Parser observation counters -------------------------------------------------------------
  * What the datapath's packet parser saw, one per-CPU {packets, bytes} slot per id. A frame bumps
@@ -239,6 +239,10 @@ enum kxlb_ct_flags {
 	KXLB_CT_F_FIN_CLIENT = 1 << 0,  /* FIN seen from the client */
 	KXLB_CT_F_FIN_BACKEND = 1 << 1, /* FIN seen from the backend */
 	KXLB_CT_F_CLOSED = 1 << 2,      /* RST, or FIN both ways: the flow is over */
+	/* DSR flow: sent encapsulated to the backend, which answers the client directly. No kxlb_nat
+	 * entry and no SNAT port (snat_port 0); replies never pass this node, so FIN_BACKEND is
+	 * never set and an RST from the client alone closes it. */
+	KXLB_CT_F_DSR = 1 << 3,
 };
 
 /* kxlb_ct value: forward state of one client flow. */
@@ -278,6 +282,16 @@ struct kxlb_config {
 	__u16 snat_port_hi;
 	__u32 udp_timeout_s;  /* idle UDP flows older than this are new flows again */
 	__u32 tcp_timewait_s; /* how long a closed flow's SNAT port stays reserved */
+	/* DSR outer source addresses. A prefix (len != 0) gives every flow a source inside it, the
+	 * host bits taken from the flow hash: backend NICs hash IPIP/IP6IP6 on the outer addresses
+	 * only, so one fixed source would put all of a balancer's flows on one RX queue. Not set
+	 * (len 0, address 0): the outer source is snat_v4 / snat_v6; neither: DSR frames of the family
+	 * pass (pass_no_encap_src). Lengths: 8..32 (IPv4), 64..128 (IPv6); host bits zero. */
+	__be32 encap_src_v4;
+	__be32 encap_src_v6[4];
+	__u8 encap_src_v4_len;
+	__u8 encap_src_v6_len;
+	__u8 pad[2];
 };
 
 /* Per-service and per-backend traffic counters (per-CPU; summed by readers). */
@@ -314,7 +328,13 @@ struct kxlb_lb_counter {
 	X(KXLB_R_DROP_CT_FULL, "drop_ct_full")         /* conntrack insert failed */ \
 	X(KXLB_R_DROP_SOURCE_RANGE, "drop_source_range") /* client not in the service's source ranges */ \
 	X(KXLB_R_PASS_ICMP_NO_FLOW, "pass_icmp_no_flow") /* ICMP error quoting no tracked flow */ \
-	X(KXLB_R_DROP_ICMP_MALFORMED, "drop_icmp_malformed") /* ICMP error to a flow, quote unusable */
+	X(KXLB_R_DROP_ICMP_MALFORMED, "drop_icmp_malformed") /* ICMP error to a flow, quote unusable */ \
+	X(KXLB_R_FWD_ENCAP_TX, "fwd_encap_tx")         /* DSR: encapsulated, sent back out the ingress NIC */ \
+	X(KXLB_R_FWD_ENCAP_REDIRECT, "fwd_encap_redirect") /* DSR: encapsulated, redirected to another NIC */ \
+	X(KXLB_R_TX_ICMP_TOO_BIG, "tx_icmp_too_big")   /* DSR: too big once encapsulated; ICMP sent back */ \
+	X(KXLB_R_DROP_TOO_BIG, "drop_too_big")         /* DSR: too big once encapsulated, IPv4 without DF */ \
+	X(KXLB_R_DROP_ENCAP_FAILED, "drop_encap_failed") /* DSR: no room for the outer header (adjust_head) */ \
+	X(KXLB_R_PASS_NO_ENCAP_SRC, "pass_no_encap_src") /* DSR: no outer source address for the family */
 
 #define KXLB_ENUM_ENTRY_(id, name) id,
 enum kxlb_reason {

@@ -641,12 +641,13 @@ TEST_F(LbFuzz, RandomAndMutatedFramesKeepInvariants) {
 
     // Mirrors the datapath's verdict for each reason, to cross-check counters against verdicts per chunk.
     // By the reason naming rule of include/kxlb/abi.h: drop_* drop, tx_* (an ICMP answer) and fwd_tx go out
-    // the ingress NIC, fwd_redirect to another, fwd_local and pass_* to the kernel.
+    // the ingress NIC, fwd_redirect to another (and their DSR twins fwd_encap_*), fwd_local and pass_* to the
+    // kernel.
     auto verdict_of = [](std::size_t reason) -> std::uint32_t {
         const std::string_view name = kReasonNames[reason];
         if (name.starts_with("drop_")) return XDP_DROP;
-        if (name.starts_with("tx_") || name == "fwd_tx") return XDP_TX;
-        if (name == "fwd_redirect") return XDP_REDIRECT;
+        if (name.starts_with("tx_") || name == "fwd_tx" || name == "fwd_encap_tx") return XDP_TX;
+        if (name == "fwd_redirect" || name == "fwd_encap_redirect") return XDP_REDIRECT;
         return XDP_PASS;
     };
 

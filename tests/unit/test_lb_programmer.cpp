@@ -510,5 +510,64 @@ TEST(LbTypes, ConfigValidation) {
     EXPECT_EQ(abi.snat_port_lo, 61000);
 }
 
+Cidr cidr(const char* addr, std::uint8_t len) { return Cidr{IpAddr::parse(addr).value(), len}; }
+
+TEST(LbTypes, EncapSourcePrefixesReachTheAbi) {
+    LbConfig c;
+    // Unset: all zero in the ABI, so the datapath falls back to the node address.
+    auto abi = c.to_abi();
+    EXPECT_EQ(abi.encap_src_v4, 0u);
+    EXPECT_EQ(abi.encap_src_v4_len, 0);
+    EXPECT_EQ(abi.encap_src_v6[0] | abi.encap_src_v6[1] | abi.encap_src_v6[2] | abi.encap_src_v6[3], 0u);
+    EXPECT_EQ(abi.encap_src_v6_len, 0);
+
+    c.encap_src_v4 = cidr("192.0.2.0", 24);
+    c.encap_src_v6 = cidr("2001:db8:1:2::", 64);
+    ASSERT_TRUE(validate(c));
+    abi = c.to_abi();
+    EXPECT_EQ(abi.encap_src_v4, htonl(0xc0000200));
+    EXPECT_EQ(abi.encap_src_v4_len, 24);
+    EXPECT_EQ(abi.encap_src_v6[0], htonl(0x20010db8));
+    EXPECT_EQ(abi.encap_src_v6[1], htonl(0x00010002));
+    EXPECT_EQ(abi.encap_src_v6[2], 0u);
+    EXPECT_EQ(abi.encap_src_v6[3], 0u);
+    EXPECT_EQ(abi.encap_src_v6_len, 64);
+    // The full-NAT fields are untouched by the encap ones (separate ABI fields).
+    EXPECT_EQ(abi.snat_v4, 0u);
+}
+
+TEST(LbTypes, EncapSourcePrefixValidation) {
+    auto with = [](Cidr v4, Cidr v6) {
+        LbConfig c;
+        c.encap_src_v4 = v4;
+        c.encap_src_v6 = v6;
+        return validate(c);
+    };
+    // Boundaries that are accepted.
+    EXPECT_TRUE(with(cidr("10.0.0.0", 8), {}));
+    EXPECT_TRUE(with(cidr("10.0.0.7", 32), {}));
+    EXPECT_TRUE(with({}, cidr("fd00::", 64)));
+    EXPECT_TRUE(with({}, cidr("fd00::7", 128)));
+    // Length out of range.
+    EXPECT_FALSE(with(cidr("10.0.0.0", 7), {}));
+    EXPECT_FALSE(with(cidr("10.0.0.0", 33), {}));
+    EXPECT_FALSE(with({}, cidr("fd00::", 63)));
+    EXPECT_FALSE(with({}, cidr("fd00::", 129)));
+    // Host bits set.
+    EXPECT_FALSE(with(cidr("10.0.0.1", 24), {}));
+    EXPECT_FALSE(with({}, cidr("fd00::1", 64)));
+    // Wrong family in either field.
+    EXPECT_FALSE(with(cidr("fd00::", 64), {}));
+    EXPECT_FALSE(with({}, cidr("10.0.0.0", 24)));
+    // A length without an address; the unspecified address.
+    EXPECT_FALSE(with(Cidr{IpAddr{}, 24}, {}));
+    EXPECT_FALSE(with(cidr("0.0.0.0", 8), {}));
+    EXPECT_FALSE(with({}, cidr("::", 64)));
+    // The error names the field.
+    auto st = with(cidr("10.0.0.1", 24), {});
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.error().message.find("encap_src_v4"), std::string::npos) << st.error().message;
+}
+
 }  // namespace
 }  // namespace kxlb

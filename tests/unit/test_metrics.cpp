@@ -153,7 +153,9 @@ TEST(MetricsExposition, DatapathFamiliesAreExact) {
               "# HELP kxlb_datapath_forwards_total Frames the XDP datapath translated and transmitted, by reason\n"
               "# TYPE kxlb_datapath_forwards_total counter\n"
               "kxlb_datapath_forwards_total{reason=\"fwd_tx\"} 125\n"
-              "kxlb_datapath_forwards_total{reason=\"fwd_redirect\"} 0\n");
+              "kxlb_datapath_forwards_total{reason=\"fwd_redirect\"} 0\n"
+              "kxlb_datapath_forwards_total{reason=\"fwd_encap_tx\"} 0\n"
+              "kxlb_datapath_forwards_total{reason=\"fwd_encap_redirect\"} 0\n");
     EXPECT_EQ(block(text, "kxlb_datapath_drops_total"),
               "# HELP kxlb_datapath_drops_total Frames the XDP datapath dropped or rejected (ICMP unreachable), by "
               "reason\n"
@@ -165,7 +167,10 @@ TEST(MetricsExposition, DatapathFamiliesAreExact) {
               "kxlb_datapath_drops_total{reason=\"drop_no_backend\"} 0\n"
               "kxlb_datapath_drops_total{reason=\"drop_ct_full\"} 0\n"
               "kxlb_datapath_drops_total{reason=\"drop_source_range\"} 0\n"
-              "kxlb_datapath_drops_total{reason=\"drop_icmp_malformed\"} 0\n");
+              "kxlb_datapath_drops_total{reason=\"drop_icmp_malformed\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"tx_icmp_too_big\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"drop_too_big\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"drop_encap_failed\"} 0\n");
     EXPECT_NE(text.find("kxlb_datapath_passes_total{reason=\"pass_not_vip\"} 1000\n"), std::string::npos);
     EXPECT_EQ(block(text, "kxlb_conntrack_entries"),
               "# HELP kxlb_conntrack_entries Tracked flows in the conntrack map (counted at most every few seconds)\n"

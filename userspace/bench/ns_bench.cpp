@@ -39,6 +39,10 @@ constexpr const char* kVip4 = "10.87.0.10";
 constexpr const char* kVip6 = "fd87::10";
 constexpr const char* kOther4 = "10.84.0.200";  // on the node's subnet, no frontend: non-VIP traffic
 constexpr std::uint16_t kVipPort = 80;
+constexpr std::uint16_t kDsrPort = 81;  // DSR frontends on the same VIPs, same backends
+// DSR outer source prefixes: every flow gets its own source (the spreading costs one hash per frame).
+constexpr const char* kEncapSrc4 = "10.85.0.0";
+constexpr const char* kEncapSrc6 = "fd85::";
 constexpr std::uint16_t kBackendPortBase = 20000;
 // Many backends and a wide SNAT range keep the SNAT port space of the 1M-new-flow runs nearly empty (~6%),
 // so a new flow's first SNAT probe almost always succeeds, as on a real node with many endpoints.
@@ -283,7 +287,8 @@ private:
     }
     Status case_reflect(NsBenchReport& rep);
     Status cases_cheap(NsBenchReport& rep);
-    Status case_new_flows(NsBenchReport& rep, bool v6);
+    Status case_new_flows(NsBenchReport& rep, bool v6, bool dsr);
+    Status cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd);
 
     NsBenchOptions opts_;
     std::unique_ptr<lab::Lab> lab_;
@@ -295,6 +300,7 @@ private:
     std::optional<LoopPrograms> loopp_;           // loop: the wrappers, on the current instance's maps
     std::string loop_reused_;                     // loop: which maps the wrappers share with the instance
     std::vector<std::uint8_t> pass_frame_;        // what the baseline runs on
+    std::uint32_t dsr_svc4_ = 0, dsr_svc6_ = 0;   // the DSR services of the last make_lb instance
 };
 
 Status NsBench::build_lab() {
@@ -328,6 +334,8 @@ Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, s
     cfg.snat_v6 = addr(kNode6);
     cfg.snat_port_lo = kSnatLo;
     cfg.snat_port_hi = kSnatHi;
+    cfg.encap_src_v4 = Cidr{addr(kEncapSrc4), 24};
+    cfg.encap_src_v6 = Cidr{addr(kEncapSrc6), 64};
     auto lb = LbInstance::create(cfg, ct_entries);
     if (!lb) return lb.error();
     for (int fam = 0; fam < 2; ++fam) {
@@ -341,6 +349,11 @@ Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, s
         auto id = (*lb)->programmer().upsert_service(s);
         if (!id) return id.error();
         *(fam == 0 ? svc4 : svc6) = *id;
+        s.frontend.port = kDsrPort;
+        s.flags = KXLB_SVC_F_DSR;
+        auto dsr = (*lb)->programmer().upsert_service(s);
+        if (!dsr) return dsr.error();
+        (fam == 0 ? dsr_svc4_ : dsr_svc6_) = *dsr;
     }
     return lb;
 }
@@ -500,6 +513,8 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         cases_of(rep).push_back(std::move(r));
     }
 
+    if (auto st = cases_dsr_established(rep, lb, fd); !st) return st;
+
     // --- reply of a v4 flow: backend -> node SNAT address:port, reverse-translated back to the client.
     if (want("kxlb reply reverse-NAT v4")) {
         FrameSpec syn = spec(kClient4, kVip4, 40001, kVipPort, kTcpSyn);
@@ -555,9 +570,69 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
     return {};
 }
 
+// The outer header a DSR frame must carry toward the backend, and the client's frame unchanged behind it.
+std::string check_encap(std::span<const std::uint8_t> out, std::span<const std::uint8_t> in, bool v6,
+                        const IpAddr& backend) {
+    const std::size_t oh = v6 ? 40 : 20;
+    if (out.size() != in.size() + oh) return "not encapsulated (size " + std::to_string(out.size()) + ")";
+    if (out[14 + (v6 ? 6 : 9)] != (v6 ? IPPROTO_IPV6 : IPPROTO_IPIP)) return "outer protocol";
+    if (!bytes_eq(out, 14 + (v6 ? 24 : 16), backend.bytes.data(), v6 ? 16 : 4)) return "not sent to the backend";
+    if (std::memcmp(out.data() + 14 + oh, in.data() + 14, in.size() - 14) != 0) return "inner packet modified";
+    return "";
+}
+
+// --- DSR established TCP (ACK of a flow opened by a SYN), v4 and v6: encapsulated toward the backend.
+Status NsBench::cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd) {
+    const std::uint64_t n = runs();
+    for (int fam = 0; fam < 2; ++fam) {
+        const bool v6 = fam == 1;
+        const char* name = v6 ? "kxlb DSR encap established v6" : "kxlb DSR encap established v4";
+        if (!want(name)) continue;
+        const std::uint32_t svc = v6 ? dsr_svc6_ : dsr_svc4_;
+        FrameSpec syn = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40002, kDsrPort, kTcpSyn);
+        if (auto st = open_flow(lb, syn); !st) return st;
+        FrameSpec ack = syn;
+        ack.tcp_flags = kTcpAck;
+        std::vector<std::uint8_t> f;
+        write_frame(ack, f);
+        const IpAddr be = addr(v6 ? kBackend6 : kBackend4);
+        auto before = lb.reasons();
+        auto svc_before = lb.service(svc);
+        auto ct_before = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
+        if (!before || !svc_before || !ct_before) return Error::invalid("reading counters failed");
+        auto t = timed(
+            fd,
+            [&](std::uint64_t i, auto& fr) {
+                if (i == 0) fr = f;
+            },
+            [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
+                if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+                return check_encap(out, f, v6, be);
+            });
+        auto after = lb.reasons();
+        auto svc_after = lb.service(svc);
+        auto ct_after = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
+        if (!after || !svc_after || !ct_after) return Error::invalid("reading counters failed");
+        auto r = finish(name, t, 50.0);
+        const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_ENCAP_TX, n);
+        const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
+        const std::uint64_t pk = svc_after->packets - svc_before->packets;
+        r.path_ok = r.path_ok && exact && nf == 0 && pk == n && *ct_after == *ct_before;
+        r.proof += std::string("XDP_TX, ") + (v6 ? "IP6IP6" : "IPIP") + " to the backend, inner frame unchanged " +
+                   each() + "; reasons: " + describe_delta(*before, *after) + "; service new_flows +" +
+                   std::to_string(nf) + ", packets +" + std::to_string(pk) + "; conntrack entries " +
+                   std::to_string(*ct_before) + " -> " + std::to_string(*ct_after);
+        cases_of(rep).push_back(std::move(r));
+    }
+    return {};
+}
+
 // New flows: a fresh instance (empty conntrack) sized to at least twice the flows, so no LRU eviction.
-Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
-    if (!want(v6 ? "kxlb new flow v6 (TCP SYN)" : "kxlb new flow v4 (TCP SYN)")) return {};
+// dsr: to the DSR frontend (encapsulated, no SNAT port, no reverse entry).
+Status NsBench::case_new_flows(NsBenchReport& rep, bool v6, bool dsr) {
+    const char* name = dsr ? (v6 ? "kxlb DSR new flow v6 (TCP SYN)" : "kxlb DSR new flow v4 (TCP SYN)")
+                           : (v6 ? "kxlb new flow v6 (TCP SYN)" : "kxlb new flow v4 (TCP SYN)");
+    if (!want(name)) return {};
     const std::uint64_t n = runs();
     const std::uint32_t ct_size = std::max<std::uint32_t>(next_pow2(2 * n), 65536);
     std::uint32_t svc4 = 0, svc6 = 0;
@@ -566,8 +641,8 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
     LbInstance& lb = **lbr;
     if (loop_)
         if (auto st = load_loop(lb); !st) return st;
-    const std::uint32_t svc = v6 ? svc6 : svc4;
-    FrameSpec s = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 0, kVipPort, kTcpSyn);
+    const std::uint32_t svc = dsr ? (v6 ? dsr_svc6_ : dsr_svc4_) : (v6 ? svc6 : svc4);
+    FrameSpec s = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 0, dsr ? kDsrPort : kVipPort, kTcpSyn);
     const FrameLayout l = layout_of(s);
     const IpAddr be = addr(v6 ? kBackend6 : kBackend4);
     // Fresh 5-tuple per iteration: 50000 source ports per client address, addresses 10.86.x.y / fd86::x:y.
@@ -608,6 +683,14 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
         loop_ ? loopp_->lb_fd() : lb.program().prog_fd(), make,
         [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) {
             if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+            if (dsr) {  // the frame varies per iteration: check the outer header and the inner destination port
+                const std::size_t oh = v6 ? 40 : 20;
+                if (out.size() != l.size + oh || out[14 + (v6 ? 6 : 9)] != (v6 ? IPPROTO_IPV6 : IPPROTO_IPIP) ||
+                    !bytes_eq(out, 14 + (v6 ? 24 : 16), be.bytes.data(), v6 ? 16 : 4) ||
+                    be16_at(out, l.dport_off + oh) != kDsrPort)
+                    return std::string("not encapsulated to the backend");
+                return std::string();
+            }
             const std::uint16_t bp = be16_at(out, l.dport_off);
             if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4) || bp < kBackendPortBase ||
                 bp >= kBackendPortBase + kBackends)
@@ -620,17 +703,18 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
     auto ct = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 2ULL * ct_size);
     auto nat = count_keys(lb.fds().nat, sizeof(kxlb_flow_key), 2ULL * ct_size);
     if (!after || !svc_after || !ct || !nat) return Error::invalid("reading counters failed");
-    auto r = finish(v6 ? "kxlb new flow v6 (TCP SYN)" : "kxlb new flow v4 (TCP SYN)", t, 120.0);
-    const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_TX, n);
+    auto r = finish(name, t, 120.0);
+    const bool exact = only_reason_moved(*before, *after, dsr ? KXLB_R_FWD_ENCAP_TX : KXLB_R_FWD_TX, n);
     const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
-    r.path_ok = r.path_ok && exact && nf == n && *ct == n && *nat == n;
+    r.path_ok = r.path_ok && exact && nf == n && *ct == n && *nat == (dsr ? 0 : n);
     char fill[160];
     std::snprintf(fill, sizeof(fill),
                   "conntrack %llu / reverse-NAT %llu entries of %u each (%.0f%% full: no LRU eviction)",
                   static_cast<unsigned long long>(*ct), static_cast<unsigned long long>(*nat), ct_size,
                   100.0 * static_cast<double>(*ct) / ct_size);
-    r.proof += "XDP_TX to a backend " + each() + ", fresh 5-tuple each; reasons: " + describe_delta(*before, *after) +
-               "; service new_flows +" + std::to_string(nf) + "; " + fill;
+    r.proof += std::string(dsr ? "XDP_TX encapsulated to a backend " : "XDP_TX to a backend ") + each() +
+               ", fresh 5-tuple each; reasons: " + describe_delta(*before, *after) + "; service new_flows +" +
+               std::to_string(nf) + "; " + fill;
     cases_of(rep).push_back(std::move(r));
     return {};
 }
@@ -638,8 +722,10 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6) {
 Status NsBench::all_cases(NsBenchReport& rep) {
     if (auto st = case_reflect(rep); !st) return st;
     if (auto st = cases_cheap(rep); !st) return st;
-    if (auto st = case_new_flows(rep, false); !st) return st;
-    return case_new_flows(rep, true);
+    for (bool dsr : {false, true})
+        for (bool v6 : {false, true})
+            if (auto st = case_new_flows(rep, v6, dsr); !st) return st;
+    return {};
 }
 
 Result<NsBenchReport> NsBench::run() {

@@ -31,7 +31,9 @@ static_assert(sizeof(kxlb_nh_cache_entry) == 40 && offsetof(kxlb_nh_cache_entry,
 static_assert(sizeof(kxlb_ct_value) == 48 && offsetof(kxlb_ct_value, flags) == 20 && offsetof(kxlb_ct_value, nh) == 28);
 static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, flags) == 52 &&
               offsetof(kxlb_nat_value, nh) == 56);
-static_assert(sizeof(kxlb_config) == 40 && offsetof(kxlb_config, snat_port_lo) == 28);
+static_assert(sizeof(kxlb_config) == 64 && offsetof(kxlb_config, snat_port_lo) == 28 &&
+              offsetof(kxlb_config, encap_src_v4) == 40 && offsetof(kxlb_config, encap_src_v6) == 44 &&
+              offsetof(kxlb_config, encap_src_v4_len) == 60 && offsetof(kxlb_config, encap_src_v6_len) == 61);
 static_assert(sizeof(kxlb_lb_counter) == 24);
 static_assert(sizeof(kxlb_frontend_filter) == KXLB_FRONTEND_FILTER_BITS / 8);
 static_assert(sizeof(kxlb_parse_counters) == sizeof(kxlb_counter) * KXLB_PARSE_STAT_MAX);

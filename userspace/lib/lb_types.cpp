@@ -171,6 +171,14 @@ kxlb_config LbConfig::to_abi() const {
     c.snat_port_hi = snat_port_hi;
     c.udp_timeout_s = udp_timeout_s;
     c.tcp_timewait_s = tcp_timewait_s;
+    if (encap_src_v4.addr.family == AF_INET) {
+        std::memcpy(&c.encap_src_v4, encap_src_v4.addr.bytes.data(), 4);
+        c.encap_src_v4_len = encap_src_v4.prefix_len;
+    }
+    if (encap_src_v6.addr.family == AF_INET6) {
+        encap_src_v6.addr.to_words(c.encap_src_v6);
+        c.encap_src_v6_len = encap_src_v6.prefix_len;
+    }
     return c;
 }
 
@@ -183,6 +191,28 @@ Status validate(const LbConfig& cfg) {
         return Error::invalid("SNAT port range " + std::to_string(cfg.snat_port_lo) + "-" +
                               std::to_string(cfg.snat_port_hi) + " is empty or starts at 0");
     if (cfg.udp_timeout_s == 0) return Error::invalid("udp_timeout_s must be > 0");
+    // The datapath takes a prefix as set when its length is not 0: an address family without a
+    // usable length would silently fall back to the node address.
+    struct EncapSrc {
+        const Cidr& c;
+        const char* name;
+        std::uint8_t family, min_len, max_len;
+    };
+    for (const EncapSrc& e : {EncapSrc{cfg.encap_src_v4, "encap_src_v4", AF_INET, 8, 32},
+                              EncapSrc{cfg.encap_src_v6, "encap_src_v6", AF_INET6, 64, 128}}) {
+        if (e.c.addr.family == 0) {
+            if (e.c.prefix_len != 0) return Error::invalid(std::string(e.name) + " has a length but no address");
+            continue;
+        }
+        if (e.c.addr.family != e.family)
+            return Error::invalid(std::string(e.name) + " must be an " + (e.family == AF_INET ? "IPv4" : "IPv6") +
+                                  " prefix");
+        if (e.c.prefix_len < e.min_len || e.c.prefix_len > e.max_len)
+            return Error::invalid(std::string(e.name) + " " + e.c.str() + ": length must be /" +
+                                  std::to_string(e.min_len) + "../" + std::to_string(e.max_len));
+        if (!e.c.host_bits_zero()) return Error::invalid(std::string(e.name) + " " + e.c.str() + " has host bits set");
+        if (e.c.addr.is_zero()) return Error::invalid(std::string(e.name) + " is the unspecified address");
+    }
     return {};
 }
 

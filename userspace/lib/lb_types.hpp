@@ -97,6 +97,12 @@ struct LbConfig {
     std::uint16_t snat_port_hi = 65535;
     std::uint32_t udp_timeout_s = 30;
     std::uint32_t tcp_timewait_s = 60;  // Linux TIME_WAIT length
+    // DSR outer source prefixes (kxlb_config.encap_src_*): each flow's outer source is the prefix
+    // with host bits from the flow hash, spreading flows over the backends' RX queues. Address
+    // family 0: not set, the outer source is snat_v4 / snat_v6. IPv4 /8../32, IPv6 /64../128,
+    // no host bits (validate).
+    Cidr encap_src_v4;
+    Cidr encap_src_v6;
     kxlb_config to_abi() const;
     bool operator==(const LbConfig&) const = default;
 };
