@@ -35,25 +35,13 @@ bool Agent::TargetKey::operator<(const TargetKey& o) const {
            (std::tie(ref, addr, port) == std::tie(o.ref, o.addr, o.port) && spec_tuple(spec) < spec_tuple(o.spec));
 }
 
-Status check_supported(const AgentConfig& cfg) {
-    std::string problems;
-    for (std::size_t i = 0; i < cfg.services.size(); ++i) {
-        const auto& s = cfg.services[i];
-        const std::string where = "services[" + std::to_string(i) + "] (" + s.name + "): ";
-        if (s.mode == ServiceMode::Dsr)
-            problems += where + "mode dsr is not implemented by this datapath yet; use fullnat\n";
-    }
-    if (problems.empty()) return {};
-    problems.pop_back();
-    return Error::invalid(problems);
-}
-
 LbConfig lb_config(const AgentConfig& cfg, const std::vector<LinkInfo>& links, const std::vector<AddrInfo>& addrs) {
     LbConfig c;
     c.hash_seed = cfg.hash_seed;
     c.snat_port_lo = cfg.snat_port_lo;
     c.snat_port_hi = cfg.snat_port_hi;
     c.udp_timeout_s = static_cast<std::uint32_t>(cfg.udp_timeout.count());
+    for (const auto& p : cfg.dsr_source_prefixes) (p.addr.family == AF_INET ? c.encap_src_v4 : c.encap_src_v6) = p;
     std::vector<std::string> ifnames;
     for (const auto& i : cfg.interfaces) ifnames.push_back(i.name);
     for (int family : {AF_INET, AF_INET6}) {
@@ -81,7 +69,6 @@ Agent::~Agent() {
 Status Agent::init(AgentConfig cfg, std::string config_path) {
     cfg_ = std::move(cfg);
     config_path_ = std::move(config_path);
-    if (auto st = check_supported(cfg_); !st) return st;
     auto loop = EventLoop::create();
     if (!loop) return loop.error();
     loop_ = std::move(loop).value();
@@ -494,11 +481,10 @@ void Agent::on_config_file_event() {
 
 void Agent::reload() {
     auto next = load_config(config_path_);
-    Status ok = next ? check_supported(*next) : Status(next.error());
-    if (!ok) {
+    if (!next) {
         ++stats_.reloads_failed;
         metrics_->config_reload(false);
-        spdlog::error("config reload rejected, the running configuration keeps serving:\n{}", ok.error().message);
+        spdlog::error("config reload rejected, the running configuration keeps serving:\n{}", next.error().message);
         return;
     }
     AgentConfig cfg = std::move(next).value();

@@ -27,10 +27,6 @@ struct AgentStats {
     std::uint64_t applies = 0;
 };
 
-// Features the configuration accepts but this datapath does not implement yet; the agent refuses
-// such a configuration (one line per problem) instead of silently ignoring a setting.
-Status check_supported(const AgentConfig& cfg);
-
 // The datapath-wide settings for cfg, with node addresses from cfg or else auto-detected.
 LbConfig lb_config(const AgentConfig& cfg, const std::vector<LinkInfo>& links, const std::vector<AddrInfo>& addrs);
 

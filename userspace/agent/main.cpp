@@ -48,9 +48,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     auto cfg = kxlb::agent::load_config(config_path);
-    if (cfg) {
-        if (auto st = kxlb::agent::check_supported(*cfg); !st) cfg = st.error();
-    }
     if (!cfg) {
         spdlog::error("invalid configuration:\n{}", cfg.error().message);
         return 2;
