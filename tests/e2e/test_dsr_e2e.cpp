@@ -8,12 +8,15 @@
 // 4 MiB upload whose full-size segments no longer fit after encapsulation completes, because the
 // balancer answers them with ICMP "fragmentation needed" / "packet too big" and the client's TCP
 // lowers its segment size. The backends' agents can die and restart without a failed request: the
-// decapsulation program stays attached through its pinned link.
+// decapsulation program stays attached through its pinned link. Every test runs twice: with the
+// balancer programmed through the library, and by kxlb-agent from a config with `mode: dsr` services
+// and `datapath.dsr_source_prefixes` (outer sources spread over 10.99.0.0/24 and fd99::/64).
 //
 //   client 10.90.0.10 fd90::10 ─┐
 //   node   10.90.0.1  fd90::1  ─┤ sw     node: kxlb XDP (LbScenario, library-programmed)
 //   beN    10.90.0.1N fd90::1N ─┘        beN: kxlb-agent with dsr_decap on eth0, VIPs on lo, nginx :8080,
 //                                         UDP responder and TCP sink bound to the VIPs
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +34,7 @@
 #include <vector>
 
 #include "common/privileges.hpp"
+#include "ctl/pinned_maps.hpp"
 #include "e2e/sockets.hpp"
 #include "lab/lb_scenario.hpp"
 #include "lib/decap_program.hpp"
@@ -91,32 +95,50 @@ private:
     std::thread thread_;
 };
 
-class DsrE2E : public ::testing::Test {
+// Who programs the node's balancer.
+enum class Balancer { Library, Agent };
+
+class DsrE2E : public ::testing::TestWithParam<Balancer> {
 protected:
+    static constexpr std::pair<std::uint16_t, int> kPorts[] = {{kHttp, IPPROTO_TCP}, {kUdp, IPPROTO_UDP},
+                                                               {kSink, IPPROTO_TCP}};
+    static std::string backend_of(const char* vip, int i) {
+        return std::string(vip).find(':') != std::string::npos ? LbScenario::backend6(i) : LbScenario::backend4(i);
+    }
+
     void SetUp() override {
         KXLB_REQUIRE_ROOT();
-        auto sc = LbScenario::create(kBackends, {kVip4, kVip6});
+        const bool agent = GetParam() == Balancer::Agent;
+        auto sc = LbScenario::create(kBackends, {kVip4, kVip6},
+                                     agent ? LbScenario::Datapath::None : LbScenario::Datapath::Library);
         ASSERT_TRUE(sc) << sc.error().message;
         sc_ = std::move(sc).value();
-        auto counters = LbCounters::bind(sc_->program().lb_map_fds());
+        if (agent) {
+            ASSERT_NO_FATAL_FAILURE(start_node_agent());
+        } else {
+            for (const char* vip : {kVip4, kVip6})
+                for (auto [port, proto] : kPorts) {
+                    ServiceSpec spec;
+                    spec.frontend = Frontend{IpAddr::parse(vip).value(), port, static_cast<std::uint8_t>(proto)};
+                    spec.flags = KXLB_SVC_F_DSR;
+                    for (int i = 1; i <= kBackends; ++i)
+                        spec.backends.push_back(BackendSpec{IpAddr::parse(backend_of(vip, i)).value(), port});
+                    auto id = sc_->lb().upsert_service(spec);
+                    ASSERT_TRUE(id) << id.error().message;
+                }
+        }
+        const LbMapFds fds = agent ? node_maps_->lb() : sc_->program().lb_map_fds();
+        auto counters = LbCounters::bind(fds);
         ASSERT_TRUE(counters) << counters.error().message;
         counters_.emplace(*counters);
-        for (const char* vip : {kVip4, kVip6}) {
-            for (auto [port, proto] : {std::pair{kHttp, IPPROTO_TCP}, std::pair{kUdp, IPPROTO_UDP},
-                                       std::pair{kSink, IPPROTO_TCP}}) {
-                ServiceSpec spec;
-                spec.frontend = Frontend{IpAddr::parse(vip).value(), port, static_cast<std::uint8_t>(proto)};
-                spec.flags = KXLB_SVC_F_DSR;
-                for (int i = 1; i <= kBackends; ++i) {
-                    const auto addr = std::string(vip).find(':') != std::string::npos ? LbScenario::backend6(i)
-                                                                                      : LbScenario::backend4(i);
-                    spec.backends.push_back(BackendSpec{IpAddr::parse(addr).value(), port});
-                }
-                auto id = sc_->lb().upsert_service(spec);
-                ASSERT_TRUE(id) << id.error().message;
-                ids_[{vip, port}] = *id;
+        for (const char* vip : {kVip4, kVip6})
+            for (auto [port, proto] : kPorts) {
+                const auto key = Frontend{IpAddr::parse(vip).value(), port, static_cast<std::uint8_t>(proto)}.key();
+                kxlb_service svc{};
+                ASSERT_EQ(bpf_map_lookup_elem(fds.services, &key, &svc), 0) << vip << ":" << port;
+                ASSERT_TRUE(svc.flags & KXLB_SVC_F_DSR);
+                ids_[{vip, port}] = svc.id;
             }
-        }
         for (int i = 1; i <= kBackends; ++i) ASSERT_NO_FATAL_FAILURE(setup_backend(i));
         udp_.start();
         sink_.start();
@@ -153,14 +175,49 @@ protected:
         }
     }
 
+    // The balancer as an operator runs it: kxlb-agent with DSR services in its config file.
+    void start_node_agent() {
+        std::ostringstream y;
+        y << "node:\n  interfaces: [{ name: eth0 }]\npin_path: " << pin(0)
+          << "\nsocket_lb: { cgroup: \"\" }\nmetrics: { address: \"\" }\n"
+          << "datapath:\n  dsr_source_prefixes: [10.99.0.0/24, \"fd99::/64\"]\nservices:\n";
+        for (const char* vip : {kVip4, kVip6})
+            for (auto [port, proto] : kPorts) {
+                y << "  - name: dsr-" << (std::string(vip).find(':') != std::string::npos ? "v6-" : "v4-") << port
+                  << "\n    mode: dsr\n    frontends: [{ address: \"" << vip << "\", port: " << port
+                  << ", protocol: " << (proto == IPPROTO_TCP ? "tcp" : "udp") << " }]\n    backends:\n";
+                for (int i = 1; i <= kBackends; ++i)
+                    y << "      - { address: \"" << backend_of(vip, i) << "\", port: " << port << " }\n";
+            }
+        const auto config = scratch_dir() / "node.yaml";
+        std::ofstream(config) << y.str();
+        auto p = sc_->lab().spawn("node", {KXLB_AGENT_BIN, "--config", config.string()});
+        ASSERT_TRUE(p) << p.error().message;
+        node_agent_ = *p;
+        const auto end = std::chrono::steady_clock::now() + 10s;
+        while (node_agent_->output().find("serving 6 services on 1 interfaces") == std::string::npos &&
+               std::chrono::steady_clock::now() < end)
+            std::this_thread::sleep_for(50ms);
+        ASSERT_NE(node_agent_->output().find("serving 6 services on 1 interfaces"), std::string::npos)
+            << node_agent_->output();
+        auto maps = ctl::PinnedMaps::open(pin(0));
+        ASSERT_TRUE(maps) << maps.error().message;
+        node_maps_.emplace(std::move(maps).value());
+    }
+
+    std::filesystem::path scratch_dir() {
+        const auto dir = std::filesystem::temp_directory_path() / ("kxlb-dsr-e2e-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir);
+        dirs_.insert(dir);
+        return dir;
+    }
+
+    // Pin path of the node's agent (0) or of backend i's.
     std::string pin(int i) const { return "/sys/fs/bpf/kxlb-e2e-dsr-" + std::to_string(::getpid()) + "-be" + std::to_string(i); }
 
     // The backend's kxlb-agent: no balancing, DSR decapsulation on eth0 toward its node addresses.
     void start_backend_agent(int i) {
-        const auto dir = std::filesystem::temp_directory_path() / ("kxlb-dsr-e2e-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir);
-        dirs_.insert(dir);
-        const auto config = dir / ("be" + std::to_string(i) + ".yaml");
+        const auto config = scratch_dir() / ("be" + std::to_string(i) + ".yaml");
         std::ofstream(config) << "node:\n  interfaces: []\n  addresses: [" << LbScenario::backend4(i) << ", \""
                               << LbScenario::backend6(i) << "\"]\n"
                               << "pin_path: " << pin(i) << "\nsocket_lb: { cgroup: \"\" }\nmetrics: { address: \"\" }\n"
@@ -183,9 +240,10 @@ protected:
     }
 
     void TearDown() override {
+        node_maps_.reset();
         sc_.reset();  // kills the agents and servers, deletes the namespaces
         decap_.clear();
-        for (int i = 1; i <= kBackends; ++i) (void)remove_pinned(PinLayout{pin(i)});
+        for (int i = 0; i <= kBackends; ++i) (void)remove_pinned(PinLayout{pin(i)});
         for (const auto& d : dirs_) std::filesystem::remove_all(d);
     }
 
@@ -229,13 +287,15 @@ protected:
     std::optional<LbCounters> counters_;
     std::map<std::pair<std::string, std::uint16_t>, std::uint32_t> ids_;
     std::vector<XdpDecapProgram> decap_;  // read the backends' counters
-    std::map<int, lab::Process*> agents_;
+    std::map<int, lab::Process*> agents_;  // the backends'
+    lab::Process* node_agent_ = nullptr;   // Balancer::Agent only
+    std::optional<ctl::PinnedMaps> node_maps_;
     std::set<std::filesystem::path> dirs_;
     UdpResponders udp_;
     TcpSink sink_;
 };
 
-TEST_F(DsrE2E, TcpAndUdpOverBothFamiliesAnswerDirectlyFromTheBackends) {
+TEST_P(DsrE2E, TcpAndUdpOverBothFamiliesAnswerDirectlyFromTheBackends) {
     constexpr int kRequests = 30;
     for (const char* vip : {kVip4, kVip6}) {
         const bool v6 = std::string(vip).find(':') != std::string::npos;
@@ -280,7 +340,7 @@ TEST_F(DsrE2E, TcpAndUdpOverBothFamiliesAnswerDirectlyFromTheBackends) {
     EXPECT_EQ(rule_packets("node", "ip6tables", "raw", "PREROUTING"), 0u);
 }
 
-TEST_F(DsrE2E, BackendAgentsDieAndRestartWithoutAFailedRequest) {
+TEST_P(DsrE2E, BackendAgentsDieAndRestartWithoutAFailedRequest) {
     const auto requests = [&](int n) {
         int ok = 0;
         for (int k = 0; k < n; ++k)
@@ -302,7 +362,7 @@ TEST_F(DsrE2E, BackendAgentsDieAndRestartWithoutAFailedRequest) {
     EXPECT_EQ(requests(10), 20);
 }
 
-TEST_F(DsrE2E, LargeUploadCompletesThroughPathMtuDiscovery) {
+TEST_P(DsrE2E, LargeUploadCompletesThroughPathMtuDiscovery) {
     for (const char* vip : {kVip4, kVip6}) {
         const bool v6 = std::string(vip).find(':') != std::string::npos;
         const auto too_big0 = reason(KXLB_R_TX_ICMP_TOO_BIG);
@@ -333,6 +393,9 @@ TEST_F(DsrE2E, LargeUploadCompletesThroughPathMtuDiscovery) {
         EXPECT_NE(route->out.find(v6 ? "mtu 1460" : "mtu 1480"), std::string::npos) << route->out;
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Balancer, DsrE2E, ::testing::Values(Balancer::Library, Balancer::Agent),
+                         [](const auto& info) { return info.param == Balancer::Library ? "Library" : "Agent"; });
 
 }  // namespace
 }  // namespace kxlb
