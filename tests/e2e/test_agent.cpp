@@ -226,8 +226,8 @@ TEST_F(AgentTest, RunsWithOnlyTheDaemonSetCapabilitiesAndEachIsNeeded) {
             std::transform(c.begin(), c.end(), c.begin(), [](unsigned char ch) { return std::tolower(ch); });
             bset += ",+" + c;
         }
-        auto p = sc_->lab().spawn("node", {"setpriv", "--bounding-set=" + bset, "--inh-caps=-all", "--",
-                                           KXLB_AGENT_BIN, "--config", config_});
+        auto p = sc_->lab().spawn("node", {"setpriv", "--bounding-set=" + bset, "--inh-caps=-all", "--", KXLB_AGENT_BIN,
+                                           "--config", config_});
         EXPECT_TRUE(p) << (p ? "" : p.error().message);
         return p ? *p : nullptr;
     };
@@ -265,7 +265,7 @@ TEST_F(AgentTest, RunsWithOnlyTheDaemonSetCapabilitiesAndEachIsNeeded) {
         auto* agent = start_with(fewer);
         ASSERT_NE(agent, nullptr);
         EXPECT_TRUE(wait_log(agent, "Operation not permitted", 10s)) << "without " << missing << ":\n"
-                                                                      << agent->output();
+                                                                     << agent->output();
         std::this_thread::sleep_for(500ms);
         EXPECT_EQ(xdp_state("eth0").prog_id, 0u) << "XDP attached without " << missing;
         agent->kill(SIGKILL);

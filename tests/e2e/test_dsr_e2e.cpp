@@ -100,8 +100,8 @@ enum class Balancer { Library, Agent };
 
 class DsrE2E : public ::testing::TestWithParam<Balancer> {
 protected:
-    static constexpr std::pair<std::uint16_t, int> kPorts[] = {{kHttp, IPPROTO_TCP}, {kUdp, IPPROTO_UDP},
-                                                               {kSink, IPPROTO_TCP}};
+    static constexpr std::pair<std::uint16_t, int> kPorts[] = {
+        {kHttp, IPPROTO_TCP}, {kUdp, IPPROTO_UDP}, {kSink, IPPROTO_TCP}};
     static std::string backend_of(const char* vip, int i) {
         return std::string(vip).find(':') != std::string::npos ? LbScenario::backend6(i) : LbScenario::backend4(i);
     }
@@ -213,7 +213,9 @@ protected:
     }
 
     // Pin path of the node's agent (0) or of backend i's.
-    std::string pin(int i) const { return "/sys/fs/bpf/kxlb-e2e-dsr-" + std::to_string(::getpid()) + "-be" + std::to_string(i); }
+    std::string pin(int i) const {
+        return "/sys/fs/bpf/kxlb-e2e-dsr-" + std::to_string(::getpid()) + "-be" + std::to_string(i);
+    }
 
     // The backend's kxlb-agent: no balancing, DSR decapsulation on eth0 toward its node addresses.
     void start_backend_agent(int i) {
@@ -286,7 +288,7 @@ protected:
     std::unique_ptr<LbScenario> sc_;
     std::optional<LbCounters> counters_;
     std::map<std::pair<std::string, std::uint16_t>, std::uint32_t> ids_;
-    std::vector<XdpDecapProgram> decap_;  // read the backends' counters
+    std::vector<XdpDecapProgram> decap_;   // read the backends' counters
     std::map<int, lab::Process*> agents_;  // the backends'
     lab::Process* node_agent_ = nullptr;   // Balancer::Agent only
     std::optional<ctl::PinnedMaps> node_maps_;

@@ -298,7 +298,8 @@ const InvalidCase kInvalid[] = {
     {"interface_twice", "node:\n  interfaces:\n    - name: eth0\n    - name: eth0\n",
      "agent.yaml:4:13: node.interfaces[1].name: \"eth0\" is listed twice (also node.interfaces[0]); remove one of "
      "them (a NIC runs one XDP program: the balancer or the DSR decapsulation)"},
-    {"decap_interface_also_balanced", "node:\n  interfaces: [{ name: eth0 }]\ndsr_decap:\n  interfaces: [{ name: eth0 }]\n",
+    {"decap_interface_also_balanced",
+     "node:\n  interfaces: [{ name: eth0 }]\ndsr_decap:\n  interfaces: [{ name: eth0 }]\n",
      "agent.yaml:4:24: dsr_decap.interfaces[0].name: \"eth0\" is listed twice (also node.interfaces[0]); remove one "
      "of them (a NIC runs one XDP program: the balancer or the DSR decapsulation)"},
     {"decap_address_twice", "dsr_decap:\n  interfaces: [{ name: eth1 }]\n  addresses: [10.0.0.5, 10.0.0.5]\n",

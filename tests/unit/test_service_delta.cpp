@@ -100,7 +100,8 @@ protected:
 TEST_F(ServiceDelta, IncrementalApplyEqualsAFullMergeOverRandomDeltas) {
     const auto file_services = file();
     const auto in_file = [&](const std::string& n) {
-        return std::any_of(file_services.begin(), file_services.end(), [&](const ServicePtr& s) { return s->name == n; });
+        return std::any_of(file_services.begin(), file_services.end(),
+                           [&](const ServicePtr& s) { return s->name == n; });
     };
     std::map<std::string, ServicePtr> k8s;  // the source's current services, by name
     const auto k8s_list = [&] {
@@ -132,7 +133,8 @@ TEST_F(ServiceDelta, IncrementalApplyEqualsAFullMergeOverRandomDeltas) {
         if (!k8s.empty() && pick(3) == 0) {
             auto it = std::next(k8s.begin(), pick(static_cast<int>(k8s.size())));
             if (!it->second->backends.empty()) {
-                const auto& b = it->second->backends[static_cast<std::size_t>(pick(static_cast<int>(it->second->backends.size())))];
+                const auto& b =
+                    it->second->backends[static_cast<std::size_t>(pick(static_cast<int>(it->second->backends.size())))];
                 const BackendRef ref{it->first, BackendSpec{b.addr, b.port}.identity()};
                 const bool h = pick(2) == 0;
                 full.rec.set_health(ref, h);
@@ -186,11 +188,11 @@ TEST_F(ServiceDelta, MergesCleanlyRefusesEveryKindOfClash) {
     };
     EXPECT_TRUE(merges_cleanly({{"k8s.a", svc("k8s.a", {3})}}, in_file, owner));
     EXPECT_TRUE(merges_cleanly({{"k8s.a", nullptr}}, in_file, owner));
-    EXPECT_FALSE(merges_cleanly({{"file-0", svc("file-0", {3})}}, in_file, owner));                // name
-    EXPECT_FALSE(merges_cleanly({{"k8s.a", svc("k8s.a", {0})}}, in_file, owner));                  // file frontend
-    EXPECT_FALSE(merges_cleanly({{"k8s.a", svc("k8s.a", {3})}, {"k8s.b", svc("k8s.b", {3})}},      // each other
+    EXPECT_FALSE(merges_cleanly({{"file-0", svc("file-0", {3})}}, in_file, owner));            // name
+    EXPECT_FALSE(merges_cleanly({{"k8s.a", svc("k8s.a", {0})}}, in_file, owner));              // file frontend
+    EXPECT_FALSE(merges_cleanly({{"k8s.a", svc("k8s.a", {3})}, {"k8s.b", svc("k8s.b", {3})}},  // each other
                                 in_file, owner));
-    EXPECT_FALSE(merges_cleanly({{"k8s.a", svc("k8s.a", {3}, true)}}, in_file, owner));            // family
+    EXPECT_FALSE(merges_cleanly({{"k8s.a", svc("k8s.a", {3}, true)}}, in_file, owner));  // family
     // A frontend moving between two services of the same delta is fine.
     rec.update_services({{"k8s.a", svc("k8s.a", {3})}});
     EXPECT_FALSE(merges_cleanly({{"k8s.b", svc("k8s.b", {3})}}, in_file, owner));
@@ -214,8 +216,8 @@ TEST_F(ServiceDelta, AFrontendMovingBetweenServicesIsRewrittenNotWithdrawn) {
     b.name = "k8s.b";
     b.frontends = {frontend(3)};
     b.backends = {backend(2, false)};
-    rec.update_services({{"k8s.a", std::make_shared<const ServiceConfig>(a2)},
-                         {"k8s.b", std::make_shared<const ServiceConfig>(b)}});
+    rec.update_services(
+        {{"k8s.a", std::make_shared<const ServiceConfig>(a2)}, {"k8s.b", std::make_shared<const ServiceConfig>(b)}});
     const auto r = rec.apply_services(lb, {"k8s.a", "k8s.b"});
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.removed, 0);
@@ -272,8 +274,8 @@ TEST_F(ServiceDelta, HealthOfRemovedBackendsIsForgottenPerService) {
     a2.backends = {backend(2, false)};
     rec.update_services({{"k8s.a", std::make_shared<const ServiceConfig>(a2)}});
     rec.update_services({{"k8s.a", std::make_shared<const ServiceConfig>(a)}});
-    EXPECT_TRUE(rec.healthy(a1));    // came back as new: starts healthy
-    EXPECT_FALSE(rec.healthy(b1));   // another service's verdict on the same address stays
+    EXPECT_TRUE(rec.healthy(a1));   // came back as new: starts healthy
+    EXPECT_FALSE(rec.healthy(b1));  // another service's verdict on the same address stays
 }
 
 }  // namespace

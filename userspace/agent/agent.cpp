@@ -117,7 +117,8 @@ Status Agent::init(AgentConfig cfg, std::string config_path) {
         for (const auto& fe : svc->frontends)
             if (const auto* st = datapath_->programmer().service(fe))
                 for (const auto& be : st->spec.backends)
-                    if (be.draining && svc->health_check) reconciler_.set_health(BackendRef{name, be.identity()}, false);
+                    if (be.draining && svc->health_check)
+                        reconciler_.set_health(BackendRef{name, be.identity()}, false);
     apply();
 
     prober_ = std::make_unique<Prober>(*loop_, *this, static_cast<std::uint64_t>(::getpid()) ^ cfg_.hash_seed);
@@ -188,7 +189,8 @@ bool Agent::apply_k8s_delta(const std::vector<std::string>& names) {
     delta.reserve(names.size());
     for (const auto& n : names) delta.push_back(ServiceChange{n, k8s_->service(n)});
     const auto in_file = [&](const std::string& n) {
-        return std::any_of(cfg_.services.begin(), cfg_.services.end(), [&](const ServiceConfig& s) { return s.name == n; });
+        return std::any_of(cfg_.services.begin(), cfg_.services.end(),
+                           [&](const ServiceConfig& s) { return s.name == n; });
     };
     if (!merges_cleanly(delta, in_file, [&](const Frontend& fe) { return reconciler_.owner(fe); })) return false;
     reconciler_.update_services(delta);
@@ -383,7 +385,8 @@ void Agent::sync_decap() {
     }
     if (!decap_) return;
     const auto addrs = cfg_.dsr_decap.addresses.empty() ? node_addresses() : cfg_.dsr_decap.addresses;
-    if (auto st = decap_->set_addresses(addrs); !st) spdlog::error("DSR decapsulation addresses: {}", st.error().message);
+    if (auto st = decap_->set_addresses(addrs); !st)
+        spdlog::error("DSR decapsulation addresses: {}", st.error().message);
 }
 
 void Agent::sync_node_config() {

@@ -3,9 +3,8 @@
 // The schema is documented in docs/agent.md; keep the two in step.
 #include "agent/config.hpp"
 
-#include <kxlb/decap.h>
-
 #include <fcntl.h>
+#include <kxlb/decap.h>
 #include <sys/socket.h>
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
@@ -523,10 +522,10 @@ private:
     }
 
     void root(const Val& v) {
-        Fields f(d_, v,
-                 {"node", "datapath", "pin_path", "socket_lb", "metrics", "logging", "services", "kubernetes",
-                  "dsr_decap"},
-                 "start from the example in docs/agent.md");
+        Fields f(
+            d_, v,
+            {"node", "datapath", "pin_path", "socket_lb", "metrics", "logging", "services", "kubernetes", "dsr_decap"},
+            "start from the example in docs/agent.md");
         if (auto n = f.get("node")) node(*n);
         if (auto n = f.get("dsr_decap")) dsr_decap(*n);
         if (auto n = f.get("datapath")) datapath(*n);
@@ -680,10 +679,10 @@ private:
     // ---- datapath and global settings
 
     void datapath(const Val& v) {
-        Fields f(d_, v,
-                 {"maglev_table_size", "hash_seed", "conntrack_entries", "snat_ports", "udp_timeout",
-                  "dsr_source_prefixes"},
-                 "write the datapath settings as a mapping");
+        Fields f(
+            d_, v,
+            {"maglev_table_size", "hash_seed", "conntrack_entries", "snat_ports", "udp_timeout", "dsr_source_prefixes"},
+            "write the datapath settings as a mapping");
         if (auto n = f.get("maglev_table_size")) maglev_size(*n);
         assign(f.get("hash_seed"), cfg_.hash_seed, [&](const Val& x) {
             return read_uint(d_, x, 0, kMaxU64, "write a 64-bit number, decimal or 0x hex", true);
@@ -711,8 +710,9 @@ private:
         const bool v4 = c->addr.family == AF_INET;
         const unsigned lo = v4 ? 8 : 64, hi = v4 ? 32 : 128;
         if (c->prefix_len < lo || c->prefix_len > hi) {
-            d_.report(v, "/" + std::to_string(c->prefix_len) + " is out of range /" + std::to_string(lo) + "-/" +
-                             std::to_string(hi) + " for an " + family_name(c->addr) + " DSR source prefix",
+            d_.report(v,
+                      "/" + std::to_string(c->prefix_len) + " is out of range /" + std::to_string(lo) + "-/" +
+                          std::to_string(hi) + " for an " + family_name(c->addr) + " DSR source prefix",
                       "use a block no host uses, e.g. " + std::string(v4 ? "10.200.0.0/24" : "fd00:200::/64") +
                           " (backends see these addresses only as tunnel sources)");
             return;

@@ -95,9 +95,9 @@ struct AgentConfig {
     std::uint32_t conntrack_entries = KXLB_DEFAULT_CT_ENTRIES;  // 1024..16777216
     std::uint16_t snat_port_lo = 61000;                         // 1024 <= lo <= hi
     std::uint16_t snat_port_hi = 65535;
-    std::chrono::seconds udp_timeout{30};                     // 1s..24h
-    std::vector<Cidr> dsr_source_prefixes;  // DSR outer sources: at most one per family; empty: node addresses
-    std::string pin_path = "/sys/fs/bpf/kxlb";                // absolute
+    std::chrono::seconds udp_timeout{30};       // 1s..24h
+    std::vector<Cidr> dsr_source_prefixes;      // DSR outer sources: at most one per family; empty: node addresses
+    std::string pin_path = "/sys/fs/bpf/kxlb";  // absolute
     std::string socket_lb_cgroup = "/sys/fs/cgroup/unified";  // absolute; "" disables the socket-LB hooks
     std::string metrics_address = "127.0.0.1:9464";           // IP:port or [IPv6]:port; "" disables
     std::string log_level = "info";                           // trace|debug|info|warn|error

@@ -170,8 +170,7 @@ void KubernetesSource::remap(const std::string& key, std::set<std::string>& chan
         if (old == mapped_.end() ||
             std::none_of(old->second.begin(), old->second.end(), [&](const ServicePtr& o) { return o == s; }))
             changed.insert(s->name);
-        else
-            changed.erase(s->name);
+        else changed.erase(s->name);
         if (api && std::find(s->frontends.begin(), s->frontends.end(), *api) != s->frontends.end() &&
             std::any_of(s->backends.begin(), s->backends.end(), [](const BackendConfig& b) { return !b.draining; }))
             serving_apiserver_.insert(s->name);

@@ -40,8 +40,8 @@
 #include "agent/prober.hpp"
 #include "agent/reconciler.hpp"
 #include "lib/abi.hpp"
-#include "lib/result.hpp"
 #include "lib/decap_program.hpp"
+#include "lib/result.hpp"
 #include "lib/sock_lb_program.hpp"
 
 namespace prometheus {
