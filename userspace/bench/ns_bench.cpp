@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <span>
 
 #include "bench/bench_programs.hpp"
@@ -289,6 +290,11 @@ private:
     Status cases_cheap(NsBenchReport& rep);
     Status case_new_flows(NsBenchReport& rep, bool v6, bool dsr);
     Status cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd);
+    using EstablishedCheck =
+        std::function<std::string(std::span<const std::uint8_t> out, const std::vector<std::uint8_t>& in)>;
+    Status case_established(NsBenchReport& rep, LbInstance& lb, int fd, const char* name, std::uint32_t svc,
+                            const FrameSpec& syn, kxlb_reason reason, const std::string& what,
+                            const EstablishedCheck& check);
 
     NsBenchOptions opts_;
     std::unique_ptr<lab::Lab> lab_;
@@ -471,48 +477,21 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         cases_of(rep).push_back(std::move(r));
     }
 
-    // --- established TCP (ACK of a flow opened by a SYN), v4 and v6.
+    // --- established TCP (ACK of a flow opened by a SYN), v4 and v6: full-NAT, then DSR.
     for (int fam = 0; fam < 2; ++fam) {
         const bool v6 = fam == 1;
-        if (!want(v6 ? "kxlb established TCP v6" : "kxlb established TCP v4")) continue;
-        const std::uint32_t svc = v6 ? svc6 : svc4;
-        FrameSpec syn = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40000, kVipPort, kTcpSyn);
-        if (auto st = open_flow(lb, syn); !st) return st;
-        FrameSpec ack = syn;
-        ack.tcp_flags = kTcpAck;
-        std::vector<std::uint8_t> f;
-        write_frame(ack, f);
-        const FrameLayout l = layout_of(ack);
         const IpAddr& be = v6 ? backend6 : backend4;
-        auto before = lb.reasons();
-        auto svc_before = lb.service(svc);
-        auto ct_before = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
-        if (!before || !svc_before || !ct_before) return Error::invalid("reading counters failed");
-        auto t = timed(
-            fd,
-            [&](std::uint64_t i, auto& fr) {
-                if (i == 0) fr = f;
-            },
-            [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
-                if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
-                if (!bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4)) return "not sent to the backend";
-                return "";
-            });
-        auto after = lb.reasons();
-        auto svc_after = lb.service(svc);
-        auto ct_after = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
-        if (!after || !svc_after || !ct_after) return Error::invalid("reading counters failed");
-        auto r = finish(v6 ? "kxlb established TCP v6" : "kxlb established TCP v4", t, 50.0);
-        const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_TX, n);
-        const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
-        const std::uint64_t pk = svc_after->packets - svc_before->packets;
-        r.path_ok = r.path_ok && exact && nf == 0 && pk == n && *ct_after == *ct_before;
-        r.proof += "XDP_TX to the backend " + each() + "; reasons: " + describe_delta(*before, *after) +
-                   "; service new_flows +" + std::to_string(nf) + ", packets +" + std::to_string(pk) +
-                   "; conntrack entries " + std::to_string(*ct_before) + " -> " + std::to_string(*ct_after);
-        cases_of(rep).push_back(std::move(r));
+        const FrameSpec syn = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40000, kVipPort, kTcpSyn);
+        const FrameLayout l = layout_of(syn);
+        auto st = case_established(rep, lb, fd, v6 ? "kxlb established TCP v6" : "kxlb established TCP v4",
+                                   v6 ? svc6 : svc4, syn, KXLB_R_FWD_TX, "XDP_TX to the backend ",
+                                   [&](std::span<const std::uint8_t> out, const std::vector<std::uint8_t>&) {
+                                       return bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4)
+                                                  ? std::string()
+                                                  : std::string("not sent to the backend");
+                                   });
+        if (!st) return st;
     }
-
     if (auto st = cases_dsr_established(rep, lb, fd); !st) return st;
 
     // --- reply of a v4 flow: backend -> node SNAT address:port, reverse-translated back to the client.
@@ -581,48 +560,62 @@ std::string check_encap(std::span<const std::uint8_t> out, std::span<const std::
     return "";
 }
 
-// --- DSR established TCP (ACK of a flow opened by a SYN), v4 and v6: encapsulated toward the backend.
-Status NsBench::cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd) {
+// --- One established-TCP case: the ACK of a flow `syn` opened, R times; check(out, in) says what is wrong
+// with an output frame ("" if nothing). Proven by counters: only `reason` moved, by R; the service saw
+// R packets and no new flow; conntrack did not grow.
+Status NsBench::case_established(NsBenchReport& rep, LbInstance& lb, int fd, const char* name, std::uint32_t svc,
+                                 const FrameSpec& syn, kxlb_reason reason, const std::string& what,
+                                 const EstablishedCheck& check) {
+    if (!want(name)) return {};
     const std::uint64_t n = runs();
+    if (auto st = open_flow(lb, syn); !st) return st;
+    FrameSpec ack = syn;
+    ack.tcp_flags = kTcpAck;
+    std::vector<std::uint8_t> f;
+    write_frame(ack, f);
+    auto before = lb.reasons();
+    auto svc_before = lb.service(svc);
+    auto ct_before = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
+    if (!before || !svc_before || !ct_before) return Error::invalid("reading counters failed");
+    auto t = timed(
+        fd,
+        [&](std::uint64_t i, auto& fr) {
+            if (i == 0) fr = f;
+        },
+        [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
+            if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
+            return check(out, f);
+        });
+    auto after = lb.reasons();
+    auto svc_after = lb.service(svc);
+    auto ct_after = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
+    if (!after || !svc_after || !ct_after) return Error::invalid("reading counters failed");
+    auto r = finish(name, t, 50.0);
+    const bool exact = only_reason_moved(*before, *after, reason, n);
+    const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
+    const std::uint64_t pk = svc_after->packets - svc_before->packets;
+    r.path_ok = r.path_ok && exact && nf == 0 && pk == n && *ct_after == *ct_before;
+    r.proof += what + each() + "; reasons: " + describe_delta(*before, *after) + "; service new_flows +" +
+               std::to_string(nf) + ", packets +" + std::to_string(pk) + "; conntrack entries " +
+               std::to_string(*ct_before) + " -> " + std::to_string(*ct_after);
+    cases_of(rep).push_back(std::move(r));
+    return {};
+}
+
+// --- DSR established TCP, v4 and v6: encapsulated toward the backend, the inner frame unchanged.
+Status NsBench::cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd) {
     for (int fam = 0; fam < 2; ++fam) {
         const bool v6 = fam == 1;
-        const char* name = v6 ? "kxlb DSR encap established v6" : "kxlb DSR encap established v4";
-        if (!want(name)) continue;
-        const std::uint32_t svc = v6 ? dsr_svc6_ : dsr_svc4_;
-        FrameSpec syn = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40002, kDsrPort, kTcpSyn);
-        if (auto st = open_flow(lb, syn); !st) return st;
-        FrameSpec ack = syn;
-        ack.tcp_flags = kTcpAck;
-        std::vector<std::uint8_t> f;
-        write_frame(ack, f);
         const IpAddr be = addr(v6 ? kBackend6 : kBackend4);
-        auto before = lb.reasons();
-        auto svc_before = lb.service(svc);
-        auto ct_before = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
-        if (!before || !svc_before || !ct_before) return Error::invalid("reading counters failed");
-        auto t = timed(
-            fd,
-            [&](std::uint64_t i, auto& fr) {
-                if (i == 0) fr = f;
-            },
-            [&](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t> out) -> std::string {
-                if (auto e = expect_verdict(v, XDP_TX); !e.empty()) return e;
-                return check_encap(out, f, v6, be);
+        auto st = case_established(
+            rep, lb, fd, v6 ? "kxlb DSR encap established v6" : "kxlb DSR encap established v4",
+            v6 ? dsr_svc6_ : dsr_svc4_, spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40002, kDsrPort, kTcpSyn),
+            KXLB_R_FWD_ENCAP_TX,
+            std::string("XDP_TX, ") + (v6 ? "IP6IP6" : "IPIP") + " to the backend, inner frame unchanged ",
+            [&](std::span<const std::uint8_t> out, const std::vector<std::uint8_t>& in) {
+                return check_encap(out, in, v6, be);
             });
-        auto after = lb.reasons();
-        auto svc_after = lb.service(svc);
-        auto ct_after = count_keys(lb.fds().ct, sizeof(kxlb_flow_key), 1u << 22);
-        if (!after || !svc_after || !ct_after) return Error::invalid("reading counters failed");
-        auto r = finish(name, t, 50.0);
-        const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_ENCAP_TX, n);
-        const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
-        const std::uint64_t pk = svc_after->packets - svc_before->packets;
-        r.path_ok = r.path_ok && exact && nf == 0 && pk == n && *ct_after == *ct_before;
-        r.proof += std::string("XDP_TX, ") + (v6 ? "IP6IP6" : "IPIP") + " to the backend, inner frame unchanged " +
-                   each() + "; reasons: " + describe_delta(*before, *after) + "; service new_flows +" +
-                   std::to_string(nf) + ", packets +" + std::to_string(pk) + "; conntrack entries " +
-                   std::to_string(*ct_before) + " -> " + std::to_string(*ct_after);
-        cases_of(rep).push_back(std::move(r));
+        if (!st) return st;
     }
     return {};
 }
