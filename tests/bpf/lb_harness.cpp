@@ -2,6 +2,7 @@
 #include "bpf/lb_harness.hpp"
 
 #include <bpf/bpf.h>
+#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <numeric>
@@ -145,6 +146,28 @@ ParseStats LbHarness::parse_stats() {
     auto s = prog_->parse_stats();
     if (!s) throw std::runtime_error(s.error().message);
     return *s;
+}
+
+kxlb_lb_counter LbHarness::service_counter(const Frontend& fe) {
+    const auto* st = programmer_->service(fe);
+    if (!st) {
+        ADD_FAILURE() << fe.str() << " is not programmed";
+        return {};
+    }
+    auto c = counters_->service(st->id);
+    if (!c) ADD_FAILURE() << c.error().message;
+    return c ? *c : kxlb_lb_counter{};
+}
+
+kxlb_lb_counter LbHarness::backend_counter(const Frontend& fe, const BackendIdentity& backend) {
+    auto id = programmer_->backend_id(fe, backend);
+    if (!id) {
+        ADD_FAILURE() << fe.str() << " has no such backend";
+        return {};
+    }
+    auto c = counters_->backend(*id);
+    if (!c) ADD_FAILURE() << c.error().message;
+    return c ? *c : kxlb_lb_counter{};
 }
 
 }  // namespace kxlb::test

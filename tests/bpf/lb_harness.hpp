@@ -75,6 +75,10 @@ public:
 
     LbProgrammer& lb() { return *programmer_; }
     LbCounters& counters() { return *counters_; }
+    // Counters of a programmed frontend, and of one of its backends; zero (and a test failure) when
+    // there is no such frontend or backend or the read fails.
+    kxlb_lb_counter service_counter(const Frontend& fe);
+    kxlb_lb_counter backend_counter(const Frontend& fe, const BackendIdentity& backend);
     Conntrack& conntrack() { return *conntrack_; }
     XdpLbProgram& program() { return *prog_; }
     lab::Lab& lab() { return *lab_; }
