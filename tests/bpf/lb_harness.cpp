@@ -148,6 +148,16 @@ ParseStats LbHarness::parse_stats() {
     return *s;
 }
 
+Bytes LbHarness::run_expect(const Packet& in, std::uint32_t verdict, int ingress) {
+    auto r = run(in, ingress);
+    if (!r) {
+        ADD_FAILURE() << r.error().message;
+        return {};
+    }
+    EXPECT_EQ(r->verdict, verdict) << hexdump(r->data);
+    return r->data;
+}
+
 kxlb_lb_counter LbHarness::service_counter(const Frontend& fe) {
     const auto* st = programmer_->service(fe);
     if (!st) {

@@ -75,6 +75,8 @@ public:
 
     LbProgrammer& lb() { return *programmer_; }
     LbCounters& counters() { return *counters_; }
+    // Runs one frame and expects `verdict` (a test failure with a hex dump otherwise); the output frame.
+    Bytes run_expect(const Packet& in, std::uint32_t verdict, int ingress = 0);
     // Counters of a programmed frontend, and of one of its backends; zero (and a test failure) when
     // there is no such frontend or backend or the read fails.
     kxlb_lb_counter service_counter(const Frontend& fe);

@@ -184,11 +184,7 @@ protected:
     }
 
     Bytes run_expect(const Packet& in, std::uint32_t verdict, int ingress = 0) {
-        auto r = h_->run(in, ingress);
-        EXPECT_TRUE(r) << r.error().message;
-        if (!r) return {};
-        EXPECT_EQ(r->verdict, verdict) << hexdump(r->data);
-        return r->data;
+        return h_->run_expect(in, verdict, ingress);
     }
 
     // Which backend (1..4) an output frame was sent to, from its destination MAC.
