@@ -56,4 +56,11 @@ static __always_inline __u64 csum_words(const void *p, __u32 nwords)
 	return s;
 }
 
+/* Offset of the L4 checksum field inside the TCP or UDP header. */
+static __always_inline __u32 l4_csum_off(__u8 proto)
+{
+	return proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) :
+	                              offsetof(struct udphdr, check);
+}
+
 #endif /* KXLB_BPF_CSUM_H */

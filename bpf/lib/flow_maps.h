@@ -5,20 +5,7 @@
 #define KXLB_BPF_FLOW_MAPS_H
 
 #include "lib/common.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, KXLB_DEFAULT_CT_ENTRIES);
-	__type(key, struct kxlb_flow_key);
-	__type(value, struct kxlb_ct_value);
-} kxlb_ct SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, KXLB_DEFAULT_CT_ENTRIES);
-	__type(key, struct kxlb_flow_key);
-	__type(value, struct kxlb_nat_value);
-} kxlb_nat SEC(".maps");
+#include "lib/ct_maps.h" /* kxlb_ct, kxlb_nat */
 
 /* Next hops toward backends for new flows (see struct kxlb_nh_cache_entry); datapath-private. */
 struct {

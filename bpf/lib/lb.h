@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Load-balancing decisions: frontend lookup, conntrack, Maglev backend choice, full-NAT in both
- * directions, DSR encapsulation toward the backend. Family-specific steps are lb4_* / lb6_* twins
+ * directions, DSR encapsulation toward the backend, DNAT-only toward local backends (local.h). Family-specific steps are lb4_* / lb6_* twins
  * (nat.h, encap.h, icmp.h); the flow logic is
  * shared through struct kxlb_flow_key, whose addresses are 16 bytes for both families.
  */
@@ -8,10 +8,12 @@
 #define KXLB_BPF_LB_H
 
 #include "lib/common.h"
+#include "lib/ct.h"
 #include "lib/encap.h"
 #include "lib/fib.h"
 #include "lib/icmp_xlate.h"
 #include "lib/icmp.h"
+#include "lib/local.h"
 #include "lib/maglev.h"
 #include "lib/flow_maps.h"
 #include "lib/maps.h"
@@ -19,14 +21,6 @@
 #include "lib/parse.h"
 #include "lib/stats.h"
 
-#define TCP_FLAG_FIN 0x01
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_RST 0x04
-#define TCP_FLAG_ACK 0x10
-/* Cached next hops and last_seen are refreshed at most this often (one write per flow per second). */
-/* Time comes from bpf_ktime_get_coarse_ns() (tick resolution, a fraction of the cost of the precise
- * clock): ample for a 1 s refresh and timeouts of seconds. */
-#define LB_REFRESH_NS NSEC_PER_SEC
 
 static __always_inline __u32 lb_mix32(__u64 h)
 {
@@ -61,16 +55,6 @@ static __always_inline void flow_key_from_pkt(struct kxlb_flow_key *k, const str
 	k->family = family;
 }
 
-/* Rewrites addresses and ports for the frame's family. */
-static __always_inline int lb_rewrite(struct xdp_md *ctx, const struct pkt *pkt, __u8 family,
-                                      const __be32 *saddr, const __be32 *daddr, __be16 sport,
-                                      __be16 dport)
-{
-	if (family == KXLB_AF_INET)
-		return lb4_rewrite(ctx, pkt, saddr[0], daddr[0], sport, dport);
-	return lb6_rewrite(ctx, pkt, saddr, daddr, sport, dport);
-}
-
 /* ICMP port unreachable in place of the frame (no usable backend). */
 static __always_inline int lb_icmp_unreach(struct xdp_md *ctx, const struct pkt *pkt, __u8 family)
 {
@@ -89,48 +73,6 @@ static __always_inline void nat_key_of(struct kxlb_flow_key *nk, const struct kx
 	nk->dport = snat_port;
 	nk->proto = proto;
 	nk->family = be->family;
-}
-
-/* The KXLB_CT_F_* bits a TCP segment from one side adds (fin_bit: that side's FIN flag). */
-static __always_inline __u32 ct_tcp_bits(__u8 tcp_flags, __u32 fin_bit)
-{
-	if (tcp_flags & TCP_FLAG_RST)
-		return KXLB_CT_F_CLOSED;
-	return tcp_flags & TCP_FLAG_FIN ? fin_bit : 0;
-}
-
-/* ORs bits into a flow's flags atomically (forward and reply paths may run on two CPUs at once)
- * and closes the flow once both FINs are in. Returns the flags after the update. */
-static __always_inline __u32 ct_mark(__u32 *flags, __u32 bits)
-{
-	const __u32 both = KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND;
-	__u32 now = __sync_fetch_and_or(flags, bits) | bits;
-
-	if (!(now & KXLB_CT_F_CLOSED) && (now & both) == both) {
-		__sync_fetch_and_or(flags, KXLB_CT_F_CLOSED);
-		now |= KXLB_CT_F_CLOSED;
-	}
-	return now;
-}
-
-/* Records FIN/RST of one direction in both entries of a flow; a close starts TIME_WAIT. */
-static __always_inline void ct_track_close(struct kxlb_ct_value *ct, struct kxlb_nat_value *nat,
-                                           __u32 bits, __u64 now)
-{
-	__u32 f;
-
-	if (!bits)
-		return;
-	f = ct ? ct_mark(&ct->flags, bits) : bits;
-	if (nat) {
-		__u32 was = nat->flags;
-
-		f = ct_mark(&nat->flags, f);
-		if (ct)
-			ct_mark(&ct->flags, f); /* the reply side may have added bits meanwhile */
-		if ((f & KXLB_CT_F_CLOSED) && !(was & KXLB_CT_F_CLOSED))
-			nat->last_seen_ns = now; /* TIME_WAIT counts from the close */
-	}
 }
 
 /* The client may open flows to the service: it has no source ranges, or one holds the client. */
@@ -316,17 +258,10 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 	}
 	if (new_flow || dsr)
 		hash = lb_flow_hash(fk, cfg->hash_seed);
-	if (dsr)
-		fib_proto = fk->family == KXLB_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
-	r = lb_flow_src(cfg, fk->family, dsr, hash, src);
-	if (r) {
-		v.reason = r;
-		return v;
-	}
 
+	/* The backend first: a local one (this node's pod) takes its own branch (local.h) whatever
+	 * the service's mode, needing neither a source address nor a next hop. */
 	if (new_flow) {
-		struct kxlb_nat_value nv = {};
-
 		r = lb_pick_backend(fk, svc_id, affinity_s, hash, now, &bid);
 		if (r == KXLB_R_DROP_NO_BACKEND) {
 			if (lb_icmp_unreach(ctx, pkt, fk->family)) {
@@ -344,6 +279,23 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 			v.reason = KXLB_R_DROP_BACKEND_MISSING;
 			return v;
 		}
+		if (be->flags & KXLB_BE_F_LOCAL)
+			return lb_local_defer(fk, bid, svc_id, 1, len);
+	} else if (ct->flags & KXLB_CT_F_LOCAL) {
+		return lb_local_defer(fk, bid, svc_id, 0, len);
+	}
+
+	if (dsr)
+		fib_proto = fk->family == KXLB_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	r = lb_flow_src(cfg, fk->family, dsr, hash, src);
+	if (r) {
+		v.reason = r;
+		return v;
+	}
+
+	if (new_flow) {
+		struct kxlb_nat_value nv = {};
+
 		r = fib_nexthop_backend(ctx, fk->family, src, be->addr, fib_proto, bid, be->gen,
 		                        now, &nh);
 		if (r) {

@@ -7,6 +7,7 @@
 
 #include "lib/common.h"
 #include "lib/csum.h"
+#include "lib/ct.h"
 #include "lib/flow_maps.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
@@ -20,13 +21,6 @@
 #define LB4_L4_OFF (sizeof(struct ethhdr) + sizeof(struct iphdr))
 #define LB6_L3_OFF sizeof(struct ethhdr)
 #define LB6_L4_OFF (sizeof(struct ethhdr) + sizeof(struct ipv6hdr))
-
-/* Offset of the L4 checksum field inside the TCP or UDP header. */
-static __always_inline __u32 l4_csum_off(__u8 proto)
-{
-	return proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) :
-	                              offsetof(struct udphdr, check);
-}
 
 /* Sets saddr/daddr/sport/dport of an IPv4 TCP/UDP frame. Returns 0 or -1 (out of bounds; nothing
  * written). */
@@ -104,6 +98,16 @@ static __always_inline int lb6_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	return 0;
 }
 
+/* Rewrites addresses and ports for the frame's family. */
+static __always_inline int lb_rewrite(struct xdp_md *ctx, const struct pkt *pkt, __u8 family,
+                                      const __be32 *saddr, const __be32 *daddr, __be16 sport,
+                                      __be16 dport)
+{
+	if (family == KXLB_AF_INET)
+		return lb4_rewrite(ctx, pkt, saddr[0], daddr[0], sport, dport);
+	return lb6_rewrite(ctx, pkt, saddr, daddr, sport, dport);
+}
+
 /* The node's full-NAT source address for a family, as a 16-byte ABI address. */
 static __always_inline void snat_addr(const struct kxlb_config *cfg, __u8 family, __be32 *out)
 {
@@ -115,26 +119,6 @@ static __always_inline void snat_addr(const struct kxlb_config *cfg, __u8 family
 	} else {
 		__builtin_memcpy(out, cfg->snat_v6, 16);
 	}
-}
-
-static __always_inline int addr_is_zero(const __be32 *a, __u8 family)
-{
-	if (family == KXLB_AF_INET)
-		return a[0] == 0;
-	return (a[0] | a[1] | a[2] | a[3]) == 0;
-}
-
-static __always_inline int addr_eq(const __be32 *a, const __be32 *b, __u8 family)
-{
-	if (family == KXLB_AF_INET)
-		return a[0] == b[0];
-	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
-}
-
-/* Nanoseconds since then; 0 if another CPU stored a time later than our `now`. */
-static __always_inline __u64 age_ns(__u64 now, __u64 then)
-{
-	return now > then ? now - then : 0;
 }
 
 /* A NAT entry no longer reserves its port: closed and past TIME_WAIT (timewait_ns), or an idle

@@ -52,17 +52,37 @@ struct pkt {
 	} saddr, daddr;
 };
 
+/* start..end: the bytes the program may read directly. len: the packet's full length from start,
+ * which IP/L4 length fields are checked against. An XDP frame is all direct (len = end - start); an
+ * skb (tc) may keep its payload outside the linear area (GSO, paged data): only the headers need to
+ * be direct there. */
 struct cursor {
 	void *start;
 	void *pos;
 	void *end;
+	__u32 len;
 };
+
+static __always_inline void cursor_init_range(struct cursor *c, void *data, void *data_end, __u32 len)
+{
+	c->start = data;
+	c->pos = data;
+	c->end = data_end;
+	c->len = len;
+}
 
 static __always_inline void cursor_init(struct cursor *c, struct xdp_md *ctx)
 {
-	c->start = (void *)(long)ctx->data;
-	c->pos = c->start;
-	c->end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	cursor_init_range(c, data, end, (__u32)(end - data));
+}
+
+/* For tc programs: the skb's linear data, with skb->len (from the MAC header) as the length. */
+static __always_inline void cursor_init_skb(struct cursor *c, struct __sk_buff *skb)
+{
+	cursor_init_range(c, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
 }
 
 static __always_inline __u16 cursor_offset(const struct cursor *c)
@@ -169,7 +189,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct pkt *pkt)
 			return KXLB_PS_ERR_IPV4_IHL;
 	}
 	tot_len = bpf_ntohs(ip->tot_len);
-	if (tot_len < hdr_len || (void *)ip + tot_len > c->end)
+	if (tot_len < hdr_len || (__u32)((void *)ip - c->start) + tot_len > c->len)
 		return KXLB_PS_ERR_IPV4_TOTLEN;
 
 	pkt->l4_proto = ip->protocol;
@@ -214,7 +234,7 @@ static __always_inline int parse_ipv6(struct cursor *c, struct pkt *pkt)
 	if (ip6->version != 6)
 		return KXLB_PS_ERR_IPV6_VERSION;
 	payload_len = bpf_ntohs(ip6->payload_len);
-	if (c->pos + payload_len > c->end)
+	if ((__u32)(c->pos - c->start) + payload_len > c->len)
 		return KXLB_PS_ERR_IPV6_PAYLEN;
 
 	pkt->l4_proto = ip6->nexthdr;

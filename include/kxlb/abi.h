@@ -9,7 +9,7 @@
 #include <linux/types.h>
 
 /* Bumped whenever a map layout in this file changes incompatibly (pinned-map adoption checks it). */
-#define KXLB_ABI_VERSION 2
+#define KXLB_ABI_VERSION 3
 
 /* ---- Parser observation counters -------------------------------------------------------------
  * What the datapath's packet parser saw, one per-CPU {packets, bytes} slot per id. A frame bumps
@@ -189,6 +189,10 @@ struct kxlb_vip_addr_key {
 enum kxlb_backend_flags {
 	/* keeps its flows, gets no new ones (not in any Maglev table) */
 	KXLB_BE_F_DRAINING = 1 << 0,
+	/* lives on this node (a pod behind a veth, routed by the node's kernel): new flows to it are
+	 * DNAT-only and handed to the kernel (XDP_PASS, fwd_local); their replies are reverse-translated
+	 * by the tc egress program (bpf/tc_local_rev.bpf.c). See docs/datapath.md "Local backends". */
+	KXLB_BE_F_LOCAL = 1 << 1,
 };
 
 /* kxlb_backends value, keyed by backend id (__u32 < KXLB_MAX_BACKENDS). */
@@ -243,6 +247,10 @@ enum kxlb_ct_flags {
 	 * entry and no SNAT port (snat_port 0); replies never pass this node, so FIN_BACKEND is
 	 * never set and an RST from the client alone closes it. */
 	KXLB_CT_F_DSR = 1 << 3,
+	/* Local-backend flow (KXLB_BE_F_LOCAL): destination NAT only, no SNAT port (snat_port 0), no
+	 * next hop (the kernel routes it). Its kxlb_nat entry is keyed by the reply as the backend sends
+	 * it: {backend addr:port -> client addr:port}, and carries this flag too. */
+	KXLB_CT_F_LOCAL = 1 << 4,
 };
 
 /* kxlb_ct value: forward state of one client flow. */
@@ -258,7 +266,8 @@ struct kxlb_ct_value {
 	__u32 pad2;
 };
 
-/* kxlb_nat value: reverse translation for replies (backend:port -> node:snat_port). Also the
+/* kxlb_nat value: reverse translation for replies (backend:port -> node:snat_port; for local flows,
+ * KXLB_CT_F_LOCAL: backend:port -> client:port, used by the tc egress program). Also the
  * reservation of that SNAT port: a closed flow's entry stays until tcp_timewait_s has passed so
  * the port is not reused while the backend may still hold the old connection in TIME_WAIT. */
 struct kxlb_nat_value {
@@ -334,12 +343,40 @@ struct kxlb_lb_counter {
 	X(KXLB_R_TX_ICMP_TOO_BIG, "tx_icmp_too_big")   /* DSR: too big once encapsulated; ICMP sent back */ \
 	X(KXLB_R_DROP_TOO_BIG, "drop_too_big")         /* DSR: too big once encapsulated, IPv4 without DF */ \
 	X(KXLB_R_DROP_ENCAP_FAILED, "drop_encap_failed") /* DSR: no room for the outer header (adjust_head) */ \
-	X(KXLB_R_PASS_NO_ENCAP_SRC, "pass_no_encap_src") /* DSR: no outer source address for the family */
+	X(KXLB_R_PASS_NO_ENCAP_SRC, "pass_no_encap_src") /* DSR: no outer source address for the family */ \
+	X(KXLB_R_FWD_LOCAL, "fwd_local")               /* local backend: DNAT only, passed to the kernel stack */ \
+	X(KXLB_R_DROP_LOCAL_NODE_SRC, "drop_local_node_src") /* local backend: client claims the node's SNAT address */ \
+	X(KXLB_R_DROP_LOCAL_TUPLE_BUSY, "drop_local_tuple_busy") /* local backend: it has a live flow from this client addr:port via another frontend */
 
 #define KXLB_ENUM_ENTRY_(id, name) id,
 enum kxlb_reason {
 	KXLB_REASON_LIST(KXLB_ENUM_ENTRY_)
 	KXLB_REASON_MAX
+};
+#undef KXLB_ENUM_ENTRY_
+/* clang-format on */
+
+/* ---- Local-backend reply translation (tc egress, bpf/tc_local_rev.bpf.c) ------------------------
+ * Every packet leaving a node NIC through the program ends in exactly one reason, counted per-CPU in
+ * kxlb_local_rev_reasons ({packets, bytes}, bytes as seen). "pass" leaves it untouched, "rev" rewrote
+ * its source to the frontend; both return TC_ACT_UNSPEC (the hook's next filter, e.g. a CNI's, still
+ * runs; then the packet is sent). "drop" is TC_ACT_SHOT.
+ * X-macro so C++ gets the names from the same list: X(enum id, "metric/CLI name").
+ */
+/* clang-format off */
+#define KXLB_LOCAL_REV_REASON_LIST(X)                                                              \
+	X(KXLB_LR_REV_LOCAL, "rev_local")               /* reply of a local flow: source -> frontend */ \
+	X(KXLB_LR_PASS_NOT_IP, "pass_not_ip")           /* ARP, LLDP, ... */                           \
+	X(KXLB_LR_PASS_VLAN, "pass_vlan")               /* VLAN tag in the packet data: not ours */    \
+	X(KXLB_LR_PASS_MALFORMED, "pass_malformed")     /* parse error */                              \
+	X(KXLB_LR_PASS_OTHER_L4, "pass_other_l4")       /* not TCP/UDP, fragment, IPv4 options, IPv6 ext. headers */ \
+	X(KXLB_LR_PASS_NOT_LOCAL_REPLY, "pass_not_local_reply") /* no kxlb_nat entry of a local flow */ \
+	X(KXLB_LR_DROP_XLATE_FAILED, "drop_xlate_failed") /* a checksum/store helper failed mid-rewrite */
+
+#define KXLB_ENUM_ENTRY_(id, name) id,
+enum kxlb_local_rev_reason {
+	KXLB_LOCAL_REV_REASON_LIST(KXLB_ENUM_ENTRY_)
+	KXLB_LOCAL_REV_REASON_MAX
 };
 #undef KXLB_ENUM_ENTRY_
 /* clang-format on */

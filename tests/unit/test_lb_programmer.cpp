@@ -571,3 +571,78 @@ TEST(LbTypes, EncapSourcePrefixValidation) {
 
 }  // namespace
 }  // namespace kxlb
+
+namespace kxlb {
+namespace {
+
+// Local backends (pods on this node): BackendSpec::local is KXLB_BE_F_LOCAL in the backend value, next to
+// (never instead of) the draining bit.
+TEST_F(LbProgrammerTest, LocalBackendSetsTheLocalFlag) {
+    auto lb = make();
+    auto s = svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2"});
+    s.backends[0].local = true;
+    auto id = lb.upsert_service(s);
+    ASSERT_TRUE(id) << id.error().message;
+    const auto local_id = *lb.backend_id(s.frontend, s.backends[0].identity());
+    const auto remote_id = *lb.backend_id(s.frontend, s.backends[1].identity());
+    EXPECT_EQ(maps_.backends.at(local_id).flags, KXLB_BE_F_LOCAL);
+    EXPECT_EQ(maps_.backends.at(remote_id).flags, 0);
+    // Local backends take new flows like any other: both are in the table.
+    std::set<std::uint32_t> used(maps_.tables[*id].begin(), maps_.tables[*id].end());
+    EXPECT_EQ(used, (std::set<std::uint32_t>{local_id, remote_id}));
+
+    s.backends[0].draining = true;
+    ASSERT_TRUE(lb.upsert_service(s));
+    EXPECT_EQ(maps_.backends.at(local_id).flags, KXLB_BE_F_LOCAL | KXLB_BE_F_DRAINING);
+}
+
+// local is a spec change, not an identity change: the backend is rewritten in place (same id and gen, so
+// its flows stay), and setting it back restores the value.
+TEST_F(LbProgrammerTest, ChangingLocalRewritesTheBackendInPlace) {
+    auto lb = make();
+    auto s = svc("10.96.0.1", 443, {"10.0.0.1"});
+    ASSERT_TRUE(lb.upsert_service(s));
+    const auto id = *lb.backend_id(s.frontend, s.backends[0].identity());
+    const auto before = maps_.backends.at(id);
+    const auto table = maps_.tables.begin()->second;
+    const int writes = maps_.writes;
+
+    s.backends[0].local = true;
+    ASSERT_TRUE(lb.upsert_service(s));
+    EXPECT_GT(maps_.writes, writes) << "a change of local must reach the maps";
+    EXPECT_EQ(*lb.backend_id(s.frontend, s.backends[0].identity()), id);
+    EXPECT_EQ(maps_.backends.at(id).flags, KXLB_BE_F_LOCAL);
+    EXPECT_EQ(maps_.backends.at(id).gen, before.gen) << "same backend: its flows keep going";
+    EXPECT_EQ(maps_.tables.begin()->second, table);
+    EXPECT_TRUE(lb.service(s.frontend)->spec.backends[0].local);
+
+    s.backends[0].local = false;
+    ASSERT_TRUE(lb.upsert_service(s));
+    EXPECT_EQ(maps_.backends.at(id).flags, 0);
+}
+
+// A restarted agent reads local back from the backend map: the same specs then write nothing.
+TEST_F(LbProgrammerTest, AdoptReadsLocalBack) {
+    auto s = svc("10.96.0.1", 443, {"10.0.0.1", "10.0.0.2"});
+    s.backends[1].local = true;
+    {
+        auto lb = make();
+        ASSERT_TRUE(lb.upsert_service(s));
+    }
+    LbProgrammerOptions o;
+    o.maglev_size = kSize;
+    o.hash_seed = 99;
+    auto adopted = LbProgrammer::adopt(maps_, o);
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    const auto* st = adopted->service(s.frontend);
+    ASSERT_NE(st, nullptr);
+    std::size_t locals = 0;
+    for (const auto& b : st->spec.backends) locals += b.local ? 1 : 0;
+    EXPECT_EQ(locals, 1u);
+    const int writes = maps_.writes;
+    ASSERT_TRUE(adopted->upsert_service(s));
+    EXPECT_EQ(maps_.writes, writes) << "re-applying the adopted state must not touch the maps";
+}
+
+}  // namespace
+}  // namespace kxlb

@@ -155,7 +155,8 @@ TEST(MetricsExposition, DatapathFamiliesAreExact) {
               "kxlb_datapath_forwards_total{reason=\"fwd_tx\"} 125\n"
               "kxlb_datapath_forwards_total{reason=\"fwd_redirect\"} 0\n"
               "kxlb_datapath_forwards_total{reason=\"fwd_encap_tx\"} 0\n"
-              "kxlb_datapath_forwards_total{reason=\"fwd_encap_redirect\"} 0\n");
+              "kxlb_datapath_forwards_total{reason=\"fwd_encap_redirect\"} 0\n"
+              "kxlb_datapath_forwards_total{reason=\"fwd_local\"} 0\n");
     EXPECT_EQ(block(text, "kxlb_datapath_drops_total"),
               "# HELP kxlb_datapath_drops_total Frames the XDP datapath dropped or rejected (ICMP unreachable), by "
               "reason\n"
@@ -170,7 +171,9 @@ TEST(MetricsExposition, DatapathFamiliesAreExact) {
               "kxlb_datapath_drops_total{reason=\"drop_icmp_malformed\"} 0\n"
               "kxlb_datapath_drops_total{reason=\"tx_icmp_too_big\"} 0\n"
               "kxlb_datapath_drops_total{reason=\"drop_too_big\"} 0\n"
-              "kxlb_datapath_drops_total{reason=\"drop_encap_failed\"} 0\n");
+              "kxlb_datapath_drops_total{reason=\"drop_encap_failed\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"drop_local_node_src\"} 0\n"
+              "kxlb_datapath_drops_total{reason=\"drop_local_tuple_busy\"} 0\n");
     EXPECT_NE(text.find("kxlb_datapath_passes_total{reason=\"pass_not_vip\"} 1000\n"), std::string::npos);
     EXPECT_EQ(block(text, "kxlb_conntrack_entries"),
               "# HELP kxlb_conntrack_entries Tracked flows in the conntrack map (counted at most every few seconds)\n"

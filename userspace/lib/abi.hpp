@@ -62,6 +62,22 @@ inline constexpr std::string_view reason_name(kxlb_reason id) {
     return static_cast<std::size_t>(id) < kReasonCount ? kReasonNames[id] : "unknown";
 }
 
+inline constexpr std::size_t kLocalRevReasonCount = KXLB_LOCAL_REV_REASON_MAX;
+
+// Names of enum kxlb_local_rev_reason (the tc egress program of local backends), in enum order.
+inline constexpr std::array<std::string_view, kLocalRevReasonCount> kLocalRevReasonNames = {
+#define KXLB_NAME_ENTRY_(id, name) name,
+    KXLB_LOCAL_REV_REASON_LIST(KXLB_NAME_ENTRY_)
+#undef KXLB_NAME_ENTRY_
+};
+
+inline constexpr std::string_view local_rev_reason_name(kxlb_local_rev_reason id) {
+    return static_cast<std::size_t>(id) < kLocalRevReasonCount ? kLocalRevReasonNames[id] : "unknown";
+}
+
+static_assert(KXLB_BE_F_LOCAL == 2 && KXLB_CT_F_LOCAL == 16, "flag bits are ABI");
+static_assert(sizeof(kxlb_backend::flags) == 1 && (KXLB_BE_F_DRAINING | KXLB_BE_F_LOCAL) <= 0xff);
+
 inline constexpr std::string_view parse_stat_name(kxlb_parse_stat id) {
     return static_cast<std::size_t>(id) < kParseStatCount ? kParseStatNames[id] : "unknown";
 }

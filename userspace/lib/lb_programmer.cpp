@@ -23,7 +23,7 @@ kxlb_backend backend_value(const BackendSpec& be, std::uint32_t svc_id, std::uin
     be.addr.to_words(v.addr);
     v.port = htons(be.port);
     v.family = be.addr.family;
-    v.flags = be.draining ? KXLB_BE_F_DRAINING : 0;
+    v.flags = static_cast<std::uint8_t>((be.draining ? KXLB_BE_F_DRAINING : 0) | (be.local ? KXLB_BE_F_LOCAL : 0));
     v.gen = gen;
     v.svc_id = svc_id;
     v.weight = be.weight;
@@ -36,6 +36,7 @@ BackendSpec backend_spec(const kxlb_backend& v) {
     be.port = ntohs(v.port);
     be.weight = v.weight;
     be.draining = (v.flags & KXLB_BE_F_DRAINING) != 0;
+    be.local = (v.flags & KXLB_BE_F_LOCAL) != 0;
     return be;
 }
 

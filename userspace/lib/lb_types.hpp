@@ -62,6 +62,10 @@ struct BackendSpec {
     std::uint16_t port = 0;  // host order
     std::uint32_t weight = 1;
     bool draining = false;  // keeps existing flows, gets no new ones
+    // Lives on this node (a pod routed by the node's kernel): KXLB_BE_F_LOCAL, DNAT-only flows handed
+    // to the kernel, replies translated by LocalRevProgram on the node NICs. Not part of identity():
+    // changing it rewrites the backend in place (a spec change, same id).
+    bool local = false;
     BackendIdentity identity() const;
     std::string str() const;
     bool operator==(const BackendSpec&) const = default;

@@ -1,4 +1,4 @@
-// BPF_PROG_TEST_RUN wrapper for XDP programs.
+// BPF_PROG_TEST_RUN wrappers for XDP and tc programs.
 #include "lib/test_run.hpp"
 
 #include <bpf/bpf.h>
@@ -36,6 +36,21 @@ Result<XdpRun> run_xdp(int prog_fd, std::span<const std::uint8_t> frame, const X
     run.verdict = r->verdict;
     run.duration_ns = r->duration_ns;
     run.data.resize(r->out_bytes);
+    return run;
+}
+
+Result<TcRun> run_tc(int prog_fd, std::span<const std::uint8_t> frame, std::size_t headroom_out) {
+    TcRun run;
+    run.data.resize(frame.size() + headroom_out);
+    LIBBPF_OPTS(bpf_test_run_opts, topts);
+    topts.data_in = frame.data();
+    topts.data_size_in = static_cast<__u32>(frame.size());
+    topts.data_out = run.data.data();
+    topts.data_size_out = static_cast<__u32>(run.data.size());
+    topts.repeat = 1;
+    if (bpf_prog_test_run_opts(prog_fd, &topts) != 0) return Error::from_errno(errno, "BPF_PROG_TEST_RUN (tc)");
+    run.verdict = static_cast<std::int32_t>(topts.retval);
+    run.data.resize(std::min<std::size_t>(topts.data_size_out, run.data.size()));
     return run;
 }
 

@@ -1,4 +1,4 @@
-// Runs a loaded XDP program on a crafted frame with BPF_PROG_TEST_RUN: used by the bpf test tier,
+// Runs a loaded XDP (or tc) program on a crafted frame with BPF_PROG_TEST_RUN: used by the bpf test tier,
 // benchmarks, and (later) `kxlbctl trace`.
 #pragma once
 
@@ -33,5 +33,13 @@ struct XdpRunInto {
 };
 Result<XdpRunInto> run_xdp_into(int prog_fd, std::span<const std::uint8_t> frame, std::span<std::uint8_t> out,
                                 const XdpRunOptions& opts = {});
+
+// Runs a loaded tc (SCHED_CLS) program on a crafted frame: the kernel builds an skb from it (linear,
+// CHECKSUM_NONE, skb->len = frame size). verdict is the program's TC_ACT_* return value.
+struct TcRun {
+    std::int32_t verdict = 0;
+    std::vector<std::uint8_t> data;  // the packet as the program left it
+};
+Result<TcRun> run_tc(int prog_fd, std::span<const std::uint8_t> frame, std::size_t headroom_out = 256);
 
 }  // namespace kxlb
