@@ -25,8 +25,8 @@ namespace {
 
 constexpr std::uint16_t kPodPort = 8080;
 constexpr std::uint16_t kTcpPort = 80, kUdpPort = 53;
-constexpr std::uint16_t kMixedPort = 90;   // TCP: the local pod and two remote backends
-constexpr std::uint16_t kOtherPort = 91;   // TCP: the same pod through another frontend
+constexpr std::uint16_t kMixedPort = 90;     // TCP: the local pod and two remote backends
+constexpr std::uint16_t kOtherPort = 91;     // TCP: the same pod through another frontend
 constexpr const char* kPod4 = "10.244.0.5";  // behind a veth of the node: never looked up in the FIB
 constexpr const char* kPod6 = "fd44::5";
 constexpr const char* kPodMac = "02:00:00:00:44:05";
@@ -196,7 +196,8 @@ protected:
         return Frontend{IpAddr::parse(vip(is6)).value(), port, proto};
     }
     std::uint32_t pod_id(bool is6, std::uint8_t proto, std::uint16_t port) {
-        auto id = h_->lb().backend_id(fe(is6, proto, port), BackendSpec{IpAddr::parse(pod(is6)).value(), kPodPort}.identity());
+        auto id = h_->lb().backend_id(fe(is6, proto, port),
+                                      BackendSpec{IpAddr::parse(pod(is6)).value(), kPodPort}.identity());
         EXPECT_TRUE(id.has_value());
         return id.value_or(~0u);
     }
@@ -214,7 +215,8 @@ protected:
         for (std::size_t i = 0; i < kLocalRevReasonCount; ++i) {
             const auto r = static_cast<kxlb_local_rev_reason>(i);
             const auto it = want.find(r);
-            EXPECT_EQ((*got)[i].packets, it == want.end() ? 0u : it->second) << "tc reason " << local_rev_reason_name(r);
+            EXPECT_EQ((*got)[i].packets, it == want.end() ? 0u : it->second)
+                << "tc reason " << local_rev_reason_name(r);
         }
     }
 
@@ -246,7 +248,8 @@ TEST_P(LbLocalFlow, NewAndEstablishedFlowsAreDnatOnlyAndRepliesReverseTranslated
     const std::uint16_t port = proto == IPPROTO_TCP ? kTcpPort : kUdpPort;
     const Seg first{.flags = TCP_SYN, .seq = 1000, .payload = proto == IPPROTO_UDP ? "query" : ""};
     const Seg data{.flags = TCP_ACK | TCP_PSH, .seq = 1001, .ack = 78, .payload = "GET / HTTP/1.1\r\n\r\n"};
-    const Seg reply1{.flags = TCP_SYN | TCP_ACK, .seq = 77, .ack = 1001, .payload = proto == IPPROTO_UDP ? "answer" : ""};
+    const Seg reply1{
+        .flags = TCP_SYN | TCP_ACK, .seq = 77, .ack = 1001, .payload = proto == IPPROTO_UDP ? "answer" : ""};
     const Seg reply2{.flags = TCP_ACK | TCP_PSH, .seq = 78, .ack = 1019, .payload = "HTTP/1.1 200 OK\r\n\r\nhello"};
 
     expect_local(client_pkt(is6, proto, 40000, port, first), dnat_pkt(is6, proto, 40000, first));
@@ -305,9 +308,10 @@ TEST_F(LbLocal, NonMatchingEgressIsUntouched) {
     expect_local(client_pkt(false, IPPROTO_TCP, 42000, kTcpPort, Seg{}), dnat_pkt(false, IPPROTO_TCP, 42000, Seg{}));
     const Seg r{.flags = TCP_SYN | TCP_ACK, .seq = 5, .ack = 2};
     expect_tc_untouched(pod_reply(false, IPPROTO_TCP, 42001, r));  // another client port
-    expect_tc_untouched(frame(LbNet::kNodeMac0, LbNet::kClientMac, kPod4, 9090, LbNet::kClient4, 42000, IPPROTO_TCP, r));
+    expect_tc_untouched(
+        frame(LbNet::kNodeMac0, LbNet::kClientMac, kPod4, 9090, LbNet::kClient4, 42000, IPPROTO_TCP, r));
     expect_tc_untouched(pod_reply(false, IPPROTO_UDP, 42000, Seg{.payload = "x"}));  // other protocol, same ports
-    expect_tc_untouched(pod_reply(true, IPPROTO_TCP, 42000, r));                      // other family
+    expect_tc_untouched(pod_reply(true, IPPROTO_TCP, 42000, r));                     // other family
 
     // A full-NAT flow to a remote backend: its reverse entry is not the tc program's business.
     auto full = make_service(LbNet::kVip4, 100, IPPROTO_TCP, {LbNet::backend4(1)}, kPodPort);
@@ -382,30 +386,32 @@ TEST_F(LbLocal, MixedServiceUsesLocalAndRemoteBackends) {
 
 // TCP close tracking: the client's FIN is seen by XDP, the pod's by tc; both close the flow in both entries.
 // An RST from the pod closes it at once.
-TEST_P(LbLocalFlow, FinBothWaysAndRstCloseTheFlow) {
-    const auto [is6, proto] = GetParam();
-    if (proto != IPPROTO_TCP) GTEST_SKIP() << "TCP only";
-    expect_local(client_pkt(is6, proto, 44000, kTcpPort, Seg{}), dnat_pkt(is6, proto, 44000, Seg{}));
-    const Seg fin{.flags = TCP_FIN | TCP_ACK, .seq = 2, .ack = 9};
-    expect_local(client_pkt(is6, proto, 44000, kTcpPort, fin), dnat_pkt(is6, proto, 44000, fin));
-    EXPECT_EQ(flow(is6, proto, 44000, kTcpPort)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_FIN_CLIENT);
-    EXPECT_EQ(rev_entry(is6, proto, 44000)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_FIN_CLIENT);
-    const Seg pfin{.flags = TCP_FIN | TCP_ACK, .seq = 9, .ack = 3};
-    expect_rev(pod_reply(is6, proto, 44000, pfin), rev_pkt(is6, proto, 44000, kTcpPort, pfin));
-    const std::uint32_t closed = KXLB_CT_F_LOCAL | KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND | KXLB_CT_F_CLOSED;
-    EXPECT_EQ(flow(is6, proto, 44000, kTcpPort)->flags, closed);
-    EXPECT_EQ(rev_entry(is6, proto, 44000)->flags, closed);
+TEST_F(LbLocal, FinBothWaysAndRstCloseTheFlow) {
+    for (bool is6 : {false, true}) {
+        SCOPED_TRACE(is6 ? "IPv6" : "IPv4");
+        const std::uint8_t proto = IPPROTO_TCP;
+        expect_local(client_pkt(is6, proto, 44000, kTcpPort, Seg{}), dnat_pkt(is6, proto, 44000, Seg{}));
+        const Seg fin{.flags = TCP_FIN | TCP_ACK, .seq = 2, .ack = 9};
+        expect_local(client_pkt(is6, proto, 44000, kTcpPort, fin), dnat_pkt(is6, proto, 44000, fin));
+        EXPECT_EQ(flow(is6, proto, 44000, kTcpPort)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_FIN_CLIENT);
+        EXPECT_EQ(rev_entry(is6, proto, 44000)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_FIN_CLIENT);
+        const Seg pfin{.flags = TCP_FIN | TCP_ACK, .seq = 9, .ack = 3};
+        expect_rev(pod_reply(is6, proto, 44000, pfin), rev_pkt(is6, proto, 44000, kTcpPort, pfin));
+        const std::uint32_t closed = KXLB_CT_F_LOCAL | KXLB_CT_F_FIN_CLIENT | KXLB_CT_F_FIN_BACKEND | KXLB_CT_F_CLOSED;
+        EXPECT_EQ(flow(is6, proto, 44000, kTcpPort)->flags, closed);
+        EXPECT_EQ(rev_entry(is6, proto, 44000)->flags, closed);
 
-    expect_local(client_pkt(is6, proto, 44001, kTcpPort, Seg{}), dnat_pkt(is6, proto, 44001, Seg{}));
-    const Seg rst{.flags = TCP_RST | TCP_ACK, .seq = 0, .ack = 2};
-    expect_rev(pod_reply(is6, proto, 44001, rst), rev_pkt(is6, proto, 44001, kTcpPort, rst));
-    EXPECT_EQ(flow(is6, proto, 44001, kTcpPort)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_CLOSED);
-    EXPECT_EQ(rev_entry(is6, proto, 44001)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_CLOSED);
+        expect_local(client_pkt(is6, proto, 44001, kTcpPort, Seg{}), dnat_pkt(is6, proto, 44001, Seg{}));
+        const Seg rst{.flags = TCP_RST | TCP_ACK, .seq = 0, .ack = 2};
+        expect_rev(pod_reply(is6, proto, 44001, rst), rev_pkt(is6, proto, 44001, kTcpPort, rst));
+        EXPECT_EQ(flow(is6, proto, 44001, kTcpPort)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_CLOSED);
+        EXPECT_EQ(rev_entry(is6, proto, 44001)->flags, KXLB_CT_F_LOCAL | KXLB_CT_F_CLOSED);
 
-    // A new SYN on the closed 5-tuple is a new flow to the pod again.
-    expect_local(client_pkt(is6, proto, 44000, kTcpPort, Seg{}), dnat_pkt(is6, proto, 44000, Seg{}));
-    EXPECT_EQ(flow(is6, proto, 44000, kTcpPort)->flags, static_cast<std::uint32_t>(KXLB_CT_F_LOCAL));
-    expect_reasons({{KXLB_R_FWD_LOCAL, 4}});
+        // A new SYN on the closed 5-tuple is a new flow to the pod again.
+        expect_local(client_pkt(is6, proto, 44000, kTcpPort, Seg{}), dnat_pkt(is6, proto, 44000, Seg{}));
+        EXPECT_EQ(flow(is6, proto, 44000, kTcpPort)->flags, static_cast<std::uint32_t>(KXLB_CT_F_LOCAL));
+    }
+    expect_reasons({{KXLB_R_FWD_LOCAL, 8}});
 }
 
 // The argument that keeps local and full-NAT reverse keys apart: a client claiming the node's own (SNAT)

@@ -40,7 +40,7 @@ constexpr std::size_t kBigBytes = 2 * 1024 * 1024;
 
 struct Fam {
     bool v6;
-    const char* node;    // frontend address (node eth0)
+    const char* node;  // frontend address (node eth0)
     const char* client;
     const char* pod;
     const char* be1;
@@ -57,8 +57,8 @@ std::string nginx_conf(const std::filesystem::path& dir, const std::string& name
     c += "events { worker_connections 1024; }\nhttp {\n    access_log off;\n    default_type text/plain;\n";
     for (const char* t : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"})
         c += std::string("    ") + t + "_temp_path " + d + "/" + t + ";\n";
-    c += "    server {\n        listen " + std::to_string(kPodPort) + ";\n        listen [::]:" +
-         std::to_string(kPodPort) + ";\n        root " + d + "/www;\n";
+    c += "    server {\n        listen " + std::to_string(kPodPort) +
+         ";\n        listen [::]:" + std::to_string(kPodPort) + ";\n        root " + d + "/www;\n";
     c += "        location = /name { return 200 \"" + name + "\\n\"; }\n";
     c += "        location = /peer { return 200 \"$remote_addr\\n\"; }\n    }\n}\n";
     return c;
@@ -72,12 +72,14 @@ protected:
         t.namespaces = {"client", "node", "be1", "pod"};
         t.veths.push_back({{"client", "eth0", {"10.0.1.2/24", "fd01::2/64"}},
                            {"node", "eth0", {"10.0.1.1/24", "fd01::1/64"}},
-                           true, false});
+                           true,
+                           false});
         t.veths.push_back({{"node", "eth1", {"10.0.2.1/24", "fd02::1/64"}},
                            {"be1", "eth0", {"10.0.2.2/24", "fd02::2/64"}},
-                           false, true});
-        t.veths.push_back({{"node", "pod0", {"10.244.0.1/24", "fd44::1/64"}},
-                           {"pod", "eth0", {"10.244.0.5/24", "fd44::5/64"}}});
+                           false,
+                           true});
+        t.veths.push_back(
+            {{"node", "pod0", {"10.244.0.1/24", "fd44::1/64"}}, {"pod", "eth0", {"10.244.0.5/24", "fd44::5/64"}}});
         t.routes = {{"client", "default", "10.0.1.1", ""}, {"client", "::/0", "fd01::1", ""},
                     {"be1", "default", "10.0.2.1", ""},    {"be1", "::/0", "fd02::1", ""},
                     {"pod", "default", "10.244.0.1", ""},  {"pod", "::/0", "fd44::1", ""}};

@@ -79,7 +79,8 @@ Result<LocalRevProgram> LocalRevProgram::load(const LbMapFds& shared) {
     auto& maps = skel.value()->maps;
     const std::pair<bpf_map*, int> reuse[] = {{maps.kxlb_ct, shared.ct}, {maps.kxlb_nat, shared.nat}};
     for (const auto& [map, fd] : reuse) {
-        if (fd < 0) return Error::invalid(std::string("local reply program: shared map ") + bpf_map__name(map) + " missing");
+        if (fd < 0)
+            return Error::invalid(std::string("local reply program: shared map ") + bpf_map__name(map) + " missing");
         if (int err = bpf_map__reuse_fd(map, fd); err != 0)
             return Error::from_errno(-err, std::string("local reply program: reuse map ") + bpf_map__name(map));
     }
