@@ -21,7 +21,6 @@
 #include "lib/parse.h"
 #include "lib/stats.h"
 
-
 static __always_inline __u32 lb_mix32(__u64 h)
 {
 	h ^= h >> 33;

@@ -46,8 +46,9 @@ static __always_inline __u32 local_nat_claim(const struct kxlb_flow_key *nk,
 	if (bpf_map_update_elem(&kxlb_nat, nk, nv, BPF_NOEXIST) == 0)
 		return 0;
 	old = bpf_map_lookup_elem(&kxlb_nat, nk);
-	if (old && !nat_entry_expired(old, (__u64)cfg->tcp_timewait_s * NSEC_PER_SEC,
-	                              (__u64)cfg->udp_timeout_s * NSEC_PER_SEC, nk->proto, now) &&
+	if (old &&
+	    !nat_entry_expired(old, (__u64)cfg->tcp_timewait_s * NSEC_PER_SEC,
+	                       (__u64)cfg->udp_timeout_s * NSEC_PER_SEC, nk->proto, now) &&
 	    !((old->flags & KXLB_CT_F_LOCAL) && old->vip_port == nv->vip_port &&
 	      addr_eq(old->vip_addr, nv->vip_addr, KXLB_AF_INET6)))
 		return KXLB_R_DROP_LOCAL_TUPLE_BUSY;
@@ -177,7 +178,8 @@ static __always_inline struct lb_verdict lb_local_forward(struct xdp_md *ctx, co
 		}
 	} else if ((ct = bpf_map_lookup_elem(&kxlb_ct, &s->fk))) {
 		__u32 bits = s->fk.proto == IPPROTO_TCP ?
-		                     ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT) : 0;
+		                     ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT) :
+		                     0;
 		int refresh = age_ns(now, ct->last_seen_ns) > LB_REFRESH_NS;
 
 		if (refresh || bits) {

@@ -132,7 +132,8 @@ static __always_inline __u32 local_rev_xlate(struct __sk_buff *skb, const struct
 		if (refresh && !(nat->flags & KXLB_CT_F_CLOSED)) {
 			nat->last_seen_ns = now;
 			if (ct)
-				ct->last_seen_ns = now; /* replies keep a UDP flow from looking idle */
+				ct->last_seen_ns =
+					now; /* replies keep a UDP flow from looking idle */
 		}
 		ct_track_close(ct, nat, bits, now);
 	}

@@ -63,7 +63,8 @@ struct cursor {
 	__u32 len;
 };
 
-static __always_inline void cursor_init_range(struct cursor *c, void *data, void *data_end, __u32 len)
+static __always_inline void cursor_init_range(struct cursor *c, void *data, void *data_end,
+                                              __u32 len)
 {
 	c->start = data;
 	c->pos = data;

@@ -96,7 +96,8 @@ static __always_inline int kxlb_xdp_lb_main(struct xdp_md *ctx)
 		v = lb_process(ctx, &pkt, KXLB_AF_INET, len);
 	else if (pkt.l3_proto == ETH_P_IPV6)
 		v = lb_process(ctx, &pkt, KXLB_AF_INET6, len);
-	if (v.action == LB_ACT_LOCAL) /* a local backend's flow: see lb_local_forward for why here */
+	if (v.action ==
+	    LB_ACT_LOCAL) /* a local backend's flow: see lb_local_forward for why here */
 		v = lb_local_forward(ctx, &pkt);
 	reason_inc(v.reason, len);
 	return v.action;

@@ -273,6 +273,41 @@ TEST_F(AgentTest, RunsWithOnlyTheDaemonSetCapabilitiesAndEachIsNeeded) {
     }
 }
 
+// A backend at the node's own address (a host-network process, e.g. a static-pod apiserver on a
+// control-plane node) is local without being told: XDP hands its flows to the kernel with only the
+// destination translated, and the tc egress filter the agent put on eth0 gives the replies the VIP.
+TEST_F(AgentTest, BackendAtTheNodesOwnAddressIsServedLocallyInBothDirections) {
+    const auto www = dir_ / "www";
+    std::filesystem::create_directories(www);
+    std::ofstream(www / "readyz") << "node\n";
+    auto server = sc_->lab().spawn(
+        "node", {"python3", "-m", "http.server", "8081", "--bind", LbScenario::kNode4, "--directory", www.string()});
+    ASSERT_TRUE(server) << server.error().message;
+    std::ostringstream y;
+    y << "node:\n  interfaces: [{ name: eth0 }]\npin_path: " << pin_ << "\nsocket_lb: { cgroup: \"\" }\n"
+      << "metrics: { address: \"\" }\nservices:\n  - name: web\n    frontends: [{ address: " << kVip
+      << ", port: 80 }]\n    backends: [{ address: " << LbScenario::kNode4 << ", port: 8081 }]\n";
+    write_config(y.str());
+    auto* agent = start_agent();
+    ASSERT_NE(agent, nullptr);
+    ASSERT_TRUE(wait_serving(10s)) << agent->output() << (*server)->output();
+    const auto hits = spread(10);
+    EXPECT_EQ(hits.count("node") ? hits.at("node") : 0, 10) << agent->output();
+    // The server saw the client's own address (destination NAT only).
+    EXPECT_NE((*server)->output().find(LbScenario::kClient4), std::string::npos) << (*server)->output();
+    // Uninstall removes the tc filter with everything else.
+    agent->kill(SIGTERM);
+    ASSERT_TRUE(agent->wait(5s));
+    auto tc = sc_->lab().run("node", {"tc", "filter", "show", "dev", "eth0", "egress"});
+    ASSERT_TRUE(tc && tc->exit_code == 0);
+    EXPECT_NE(tc->out.find("bpf"), std::string::npos) << tc->out;  // stopping leaves it for the next agent
+    auto r = sc_->lab().run("node", {KXLB_AGENT_BIN, "--uninstall", "--pin-path", pin_});
+    ASSERT_TRUE(r && r->exit_code == 0) << (r ? r->out + r->err : r.error().message);
+    tc = sc_->lab().run("node", {"tc", "filter", "show", "dev", "eth0", "egress"});
+    ASSERT_TRUE(tc && tc->exit_code == 0);
+    EXPECT_EQ(tc->out.find("bpf"), std::string::npos) << tc->out;
+}
+
 TEST_F(AgentTest, BadReloadKeepsServingAndGoodReloadApplies) {
     auto* agent = start_agent();
     ASSERT_NE(agent, nullptr);

@@ -82,7 +82,7 @@ services:
     session_affinity: {}
     all_backends_down: no-backends
     backends:
-      - { address: 10.0.1.2, port: 53, weight: 65535 }
+      - { address: 10.0.1.2, port: 53, weight: 65535, local: true }
     health_check: { type: tcp, interval: 500ms, timeout: 200ms, rise: 1, fall: 100 }
   - name: insecure
     frontends: [{ address: 192.0.2.1, port: 8443 }]
@@ -140,7 +140,7 @@ AgentConfig full_example_expected() {
     dns.mode = ServiceMode::Dsr;
     dns.affinity_timeout = hours(3);  // the default of an empty session_affinity
     dns.all_down = AllDownPolicy::NoBackends;
-    dns.backends = {{ip("10.0.1.2"), 53, 65535}};
+    dns.backends = {{ip("10.0.1.2"), 53, 65535, false, true}};
     HealthCheckSpec tcp;
     tcp.interval = milliseconds(500);
     tcp.timeout = milliseconds(200);

@@ -46,6 +46,7 @@ public:
     bool sock = false;
     std::array<std::uint64_t, kSockReasonCount> sock_reasons{};
     std::map<std::uint32_t, std::uint64_t> sock_svc, sock_be;
+    LocalRevReasons local_rev{};
 
     std::vector<ServiceView> services() const override { return svcs; }
     Result<std::array<kxlb_counter, kReasonCount>> reasons() const override { return reason_counters; }
@@ -60,6 +61,7 @@ public:
     Result<std::array<std::uint64_t, kSockReasonCount>> socket_lb_reasons() const override { return sock_reasons; }
     Result<std::uint64_t> socket_lb_service_connections(std::uint32_t id) const override { return get(sock_svc, id); }
     Result<std::uint64_t> socket_lb_backend_connections(std::uint32_t id) const override { return get(sock_be, id); }
+    Result<LocalRevReasons> local_rev_reasons() const override { return local_rev; }
 
 private:
     template <typename M>
@@ -288,6 +290,7 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
     v->sock_reasons[KXLB_SR_FAIL_NO_BACKEND] = 1;
     v->sock_svc = {{4, 11}};
     v->sock_be = {{9, 11}};
+    v->local_rev[KXLB_LR_REV_LOCAL].packets = 5;
     m.set_datapath(std::move(v));
     m.set_decap([] {
         DecapReasons r{};
@@ -301,7 +304,9 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
     m.config_reload(true);
     const auto text = m.render();
 
-    // DSR decapsulation: every reason, by name.
+    // Local backends' reply translation and DSR decapsulation: every reason, by name.
+    EXPECT_NE(text.find("kxlb_local_reply_packets_total{reason=\"rev_local\"} 5\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("kxlb_local_reply_packets_total{reason=\"pass_not_local_reply\"} 0\n"), std::string::npos);
     EXPECT_NE(text.find("kxlb_dsr_decap_packets_total{reason=\"decap_ipip\"} 7\n"), std::string::npos) << text;
     EXPECT_NE(text.find("kxlb_dsr_decap_packets_total{reason=\"pass_not_decap_addr\"} 2\n"), std::string::npos);
     EXPECT_NE(text.find("kxlb_dsr_decap_packets_total{reason=\"drop_inner_length\"} 0\n"), std::string::npos);
@@ -338,6 +343,7 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
                             "kxlb_socket_lb_service_connections_total",
                             "kxlb_socket_lb_backend_connections_total",
                             "kxlb_dsr_decap_packets_total",
+                            "kxlb_local_reply_packets_total",
                             "kxlb_map_operation_errors_total",
                             "kxlb_reconcile_duration_seconds",
                             "kxlb_config_reloads_total",

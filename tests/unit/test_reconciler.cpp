@@ -63,6 +63,24 @@ TEST_F(ReconcilerTest, AddThenApplyAgainWritesNothing) {
     EXPECT_EQ(maps_.writes, writes);
 }
 
+TEST_F(ReconcilerTest, BackendsAtTheNodesAddressesOrMarkedLocalAreLocal) {
+    auto cfg = api({be("10.0.0.1"), be("10.0.0.2"), be("10.0.0.3")});
+    cfg.backends[2].local = true;
+    rec_.set_services({cfg});
+    EXPECT_TRUE(rec_.set_local_addresses({IpAddr::parse("10.0.0.1").value()}));
+    EXPECT_FALSE(rec_.set_local_addresses({IpAddr::parse("10.0.0.1").value()}));  // unchanged
+    ASSERT_TRUE(apply().ok());
+    std::map<std::string, bool> local;
+    for (const auto& b : lb_.service(kFe)->spec.backends) local[b.addr.str()] = b.local;
+    EXPECT_EQ(local, (std::map<std::string, bool>{{"10.0.0.1", true}, {"10.0.0.2", false}, {"10.0.0.3", true}}));
+    // The node address moves away: the backend is remote again, rewritten in place (same id).
+    const auto id = id_of(kFe, "10.0.0.1");
+    EXPECT_TRUE(rec_.set_local_addresses({}));
+    EXPECT_EQ(apply().upserted, 1);
+    EXPECT_FALSE(lb_.service(kFe)->spec.backends[0].local);
+    EXPECT_EQ(id_of(kFe, "10.0.0.1"), id);
+}
+
 TEST_F(ReconcilerTest, ReorderedBackendsAreNotAChange) {
     rec_.set_services({api({be("10.0.0.1"), be("10.0.0.2"), be("10.0.0.3")})});
     ASSERT_TRUE(apply().ok());

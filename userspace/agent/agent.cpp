@@ -390,6 +390,9 @@ void Agent::sync_decap() {
 }
 
 void Agent::sync_node_config() {
+    std::set<IpAddr> own;
+    for (const auto& a : addrs_) own.insert(a.addr);
+    if (reconciler_.set_local_addresses(std::move(own)) && started_) apply();
     LbConfig want = lb_config(cfg_, links_, addrs_);
     if (lb_config_ && *lb_config_ == want) return;
     if (auto st = datapath_->set_config(want); !st) {

@@ -1005,7 +1005,7 @@ private:
     }
 
     std::optional<BackendConfig> backend(const Val& v) {
-        Fields f(d_, v, {"address", "port", "weight"}, "write { address: 10.0.0.11, port: 6443, weight: 1 }");
+        Fields f(d_, v, {"address", "port", "weight", "local"}, "write { address: 10.0.0.11, port: 6443, weight: 1 }");
         BackendConfig be;
         auto addr = f.require("address", "add the backend's address, e.g. address: 10.0.0.11");
         auto port = f.require("port", "add the backend's port, e.g. port: 6443");
@@ -1019,6 +1019,7 @@ private:
             ok = ok && weight;
             if (weight) be.weight = *weight;
         }
+        assign(f.get("local"), be.local, [&](const Val& x) { return read_bool(d_, x); });
         if (!ok) return std::nullopt;
         return be;
     }

@@ -39,6 +39,10 @@ struct BackendConfig {
     // Keeps its established flows, gets no new ones (a terminating Kubernetes endpoint). Not settable
     // in the config file: only the Kubernetes source produces draining backends.
     bool draining = false;
+    // On this node (a local pod or process): the datapath hands its flows to the kernel with the
+    // destination translated only, and translates the replies on their way out (docs/datapath.md,
+    // "Local backends"). Kubernetes endpoints on this node get it automatically.
+    bool local = false;
     bool operator==(const BackendConfig&) const = default;
 };
 

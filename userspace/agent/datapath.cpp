@@ -1,6 +1,7 @@
 // NodeDatapath: pinned load, adoption and attachment of the node's BPF programs.
 #include "agent/datapath.hpp"
 
+#include <net/if.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -27,6 +28,8 @@ Result<std::unique_ptr<NodeDatapath>> NodeDatapath::open(const DatapathOptions& 
     xo.pin_root = layout.root;
     auto xdp = XdpLbProgram::load(xo);
     if (!xdp) return Error{xdp.error().code, "load XDP datapath: " + xdp.error().message};
+    auto rev = LocalRevProgram::load_pinned(layout);
+    if (!rev) return Error{rev.error().code, "load the local backends' reply translation: " + rev.error().message};
     std::optional<SockLbProgram> sock;
     if (!opts.socket_lb_cgroup.empty()) {
         auto s = SockLbProgram::load_pinned(layout);
@@ -35,8 +38,8 @@ Result<std::unique_ptr<NodeDatapath>> NodeDatapath::open(const DatapathOptions& 
     }
     auto maps = BpfLbMaps::bind(xdp->lb_map_fds());
     if (!maps) return maps.error();
-    std::unique_ptr<NodeDatapath> dp(
-        new NodeDatapath(layout, std::move(xdp).value(), std::move(sock), std::move(maps).value()));
+    std::unique_ptr<NodeDatapath> dp(new NodeDatapath(layout, std::move(xdp).value(), std::move(rev).value(),
+                                                      std::move(sock), std::move(maps).value()));
     auto programmer = LbProgrammer::adopt(dp->maps_, opts.lb);
     if (!programmer) return programmer.error();
     dp->programmer_.emplace(std::move(programmer).value());
@@ -74,12 +77,32 @@ Status NodeDatapath::attach(const InterfaceConfig& iface, int ifindex) {
     if (auto st = maps_.add_tx_port(static_cast<std::uint32_t>(ifindex)); !st)
         spdlog::warn("interface {}: adding to the redirect map: {}", iface.name, st.error().message);
     xdp_links_.insert_or_assign(iface.name, Attached{ifindex, std::move(link).value()});
+    auto filter = rev_.attach(ifindex);
+    if (!filter)
+        return Error{filter.error().code, "interface " + iface.name + ": tc egress: " + filter.error().message};
+    filter->keep();  // stays for the next agent, like the pinned link
     return {};
 }
 
 void NodeDatapath::detach(const std::string& ifname) {
+    if (auto it = xdp_links_.find(ifname); it != xdp_links_.end())
+        if (auto r = LocalRevProgram::detach(it->second.ifindex); !r)
+            spdlog::warn("interface {}: removing the tc egress filter: {}", ifname, r.error().message);
     ::unlink(layout_.xdp_link(ifname).c_str());
     xdp_links_.erase(ifname);  // closing the last fd of an unpinned link detaches it
+}
+
+int remove_tc_filters(const PinLayout& layout) {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(layout.links_dir(), ec)) {
+        const auto name = e.path().filename().string();
+        if (!name.starts_with("xdp_")) continue;
+        const unsigned ifindex = ::if_nametoindex(name.substr(4).c_str());
+        if (ifindex == 0) continue;  // the interface is gone, and its filters with it
+        if (auto r = LocalRevProgram::detach(static_cast<int>(ifindex)); r && *r) ++n;
+    }
+    return n;
 }
 
 std::optional<int> NodeDatapath::attached_ifindex(const std::string& ifname) const {

@@ -14,6 +14,7 @@
 #include "lib/bpf_link.hpp"
 #include "lib/decap_program.hpp"
 #include "lib/lb_programmer.hpp"
+#include "lib/local_rev_program.hpp"
 #include "lib/pinning.hpp"
 #include "lib/sock_lb_program.hpp"
 #include "lib/xdp_programs.hpp"
@@ -39,9 +40,11 @@ public:
     static Result<std::unique_ptr<NodeDatapath>> open(const DatapathOptions& opts);
 
     // Attaches XDP to the interface through its pinned link: native, or generic if native fails and
-    // iface.allow_generic (logged as a warning). Replaces the program of a live link in place.
+    // iface.allow_generic (logged as a warning). Replaces the program of a live link in place. Also
+    // attaches the local backends' reply translation to the interface's tc egress (a filter that
+    // outlives the agent, replaced in place by the next one).
     Status attach(const InterfaceConfig& iface, int ifindex);
-    // Forgets the interface's link and unpins it (detaching XDP from it).
+    // Forgets the interface's link and unpins it (detaching XDP from it), and removes the tc filter.
     void detach(const std::string& ifname);
     bool attached(const std::string& ifname) const { return xdp_links_.count(ifname) != 0; }
     std::optional<int> attached_ifindex(const std::string& ifname) const;
@@ -50,13 +53,19 @@ public:
     Status set_config(const LbConfig& cfg);
     LbProgrammer& programmer() { return *programmer_; }
     const XdpLbProgram& xdp() const { return xdp_; }
+    const LocalRevProgram& local_rev() const { return rev_; }
     const SockLbProgram* sock() const { return sock_ ? &*sock_ : nullptr; }
     LbMapFds map_fds() const { return xdp_.lb_map_fds(); }
     const PinLayout& layout() const { return layout_; }
 
 private:
-    NodeDatapath(PinLayout layout, XdpLbProgram xdp, std::optional<SockLbProgram> sock, BpfLbMaps maps)
-        : layout_(std::move(layout)), xdp_(std::move(xdp)), sock_(std::move(sock)), maps_(std::move(maps)) {}
+    NodeDatapath(PinLayout layout, XdpLbProgram xdp, LocalRevProgram rev, std::optional<SockLbProgram> sock,
+                 BpfLbMaps maps)
+        : layout_(std::move(layout)),
+          xdp_(std::move(xdp)),
+          rev_(std::move(rev)),
+          sock_(std::move(sock)),
+          maps_(std::move(maps)) {}
 
     struct Attached {
         int ifindex;
@@ -64,12 +73,17 @@ private:
     };
     PinLayout layout_;
     XdpLbProgram xdp_;
+    LocalRevProgram rev_;
     std::optional<SockLbProgram> sock_;
     BpfLbMaps maps_;
     std::optional<LbProgrammer> programmer_;
     std::vector<Link> cgroup_links_;
     std::map<std::string, Attached> xdp_links_;
 };
+
+// Removes kxlb's tc egress filter (local backends' replies) from every interface that has a pinned
+// XDP link under layout (uninstall: the filters are not pinned objects). Returns how many.
+int remove_tc_filters(const PinLayout& layout);
 
 // Unpins the decapsulation links a previous agent left (DSR decapsulation no longer configured);
 // returns how many.

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/agent.hpp"
+#include "agent/datapath.hpp"
 #include "agent/logging.hpp"
 #include "lib/libbpf_log.hpp"
 #include "lib/pinning.hpp"
@@ -35,6 +36,8 @@ int main(int argc, char** argv) {
             }
             root = cfg->pin_path;
         }
+        const int filters = kxlb::agent::remove_tc_filters(kxlb::PinLayout{root});
+        if (filters) spdlog::info("uninstall: removed the tc egress filter from {} interfaces", filters);
         auto removed = kxlb::remove_pinned(kxlb::PinLayout{root});
         if (!removed) {
             spdlog::error("uninstall: {}", removed.error().message);

@@ -152,6 +152,7 @@ public:
         return static_cast<std::uint64_t>(info.max_entries);
     }
     bool has_socket_lb() const override { return dp_->sock() != nullptr; }
+    Result<LocalRevReasons> local_rev_reasons() const override { return dp_->local_rev().reasons(); }
     Result<std::array<std::uint64_t, kSockReasonCount>> socket_lb_reasons() const override {
         return dp_->sock()->reasons();
     }
@@ -193,6 +194,16 @@ void add_sample(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetri
     if (f.type == prometheus::MetricType::Counter) m.counter.value = value;
     else m.gauge.value = value;
     f.metric.push_back(std::move(m));
+}
+
+// A counter family with one series per reason name: the packets of counters[i] under names[i].
+template <std::size_t N>
+prometheus::MetricFamily reason_family(std::string name, std::string help, const std::array<std::string_view, N>& names,
+                                       const std::array<kxlb_counter, N>& counters) {
+    auto f = family(std::move(name), std::move(help), prometheus::MetricType::Counter);
+    for (std::size_t i = 0; i < N; ++i)
+        add_sample(f, {{"reason", std::string(names[i])}}, static_cast<double>(counters[i].packets));
+    return f;
 }
 
 // Buckets (seconds). Probes: from a LAN connect (sub-millisecond) to a TLS handshake near its
@@ -838,6 +849,16 @@ void AgentMetrics::collect_datapath(std::vector<prometheus::MetricFamily>& out) 
         out.push_back(std::move(f));
     }
 
+    if (auto r = view_->local_rev_reasons(); !r) {
+        scrape_error(r.error());
+    } else {
+        out.push_back(reason_family("kxlb_local_reply_packets_total",
+                                    "Packets the local backends' reply translation (tc egress) saw, by reason "
+                                    "(rev_local: a reply given the frontend as its source; pass_*: not a reply "
+                                    "of a local flow)",
+                                    kLocalRevReasonNames, *r));
+    }
+
     if (!view_->has_socket_lb()) return;
     if (auto r = view_->socket_lb_reasons(); !r) {
         scrape_error(r.error());
@@ -871,13 +892,10 @@ void AgentMetrics::collect_decap(std::vector<prometheus::MetricFamily>& out) {
     if (!decap_) return;
     auto r = decap_();
     if (!r) return scrape_error(r.error());
-    auto f = family("kxlb_dsr_decap_packets_total",
-                    "Frames the DSR decapsulation program handled, by reason (decap_*: unwrapped; pass_*: left to "
-                    "the kernel stack; drop_*: dropped)",
-                    prometheus::MetricType::Counter);
-    for (std::size_t i = 0; i < kDecapReasonCount; ++i)
-        add_sample(f, {{"reason", std::string(kDecapReasonNames[i])}}, static_cast<double>((*r)[i].packets));
-    out.push_back(std::move(f));
+    out.push_back(reason_family("kxlb_dsr_decap_packets_total",
+                                "Frames the DSR decapsulation program handled, by reason (decap_*: unwrapped; pass_*: "
+                                "left to the kernel stack; drop_*: dropped)",
+                                kDecapReasonNames, *r));
 }
 
 std::string AgentMetrics::render() {

@@ -41,6 +41,7 @@
 #include "agent/reconciler.hpp"
 #include "lib/abi.hpp"
 #include "lib/decap_program.hpp"
+#include "lib/local_rev_program.hpp"
 #include "lib/result.hpp"
 #include "lib/sock_lb_program.hpp"
 
@@ -91,6 +92,8 @@ public:
     virtual Result<std::array<std::uint64_t, kSockReasonCount>> socket_lb_reasons() const = 0;
     virtual Result<std::uint64_t> socket_lb_service_connections(std::uint32_t svc_id) const = 0;
     virtual Result<std::uint64_t> socket_lb_backend_connections(std::uint32_t backend_id) const = 0;
+    // Outcomes of the local backends' reply translation (tc egress), summed over CPUs.
+    virtual Result<LocalRevReasons> local_rev_reasons() const = 0;
 };
 
 // A view of the agent's NodeDatapath (its LbProgrammer's services, the XDP program's maps, the

@@ -78,6 +78,12 @@ void Reconciler::forget_backends(const std::string& name, const ServiceConfig* s
     if (lh->second.empty()) last_healthy_.erase(lh);
 }
 
+bool Reconciler::set_local_addresses(std::set<IpAddr> addrs) {
+    if (addrs == local_addrs_) return false;
+    local_addrs_ = std::move(addrs);
+    return true;
+}
+
 const std::string* Reconciler::owner(const Frontend& fe) const {
     auto it = owners_.find(fe);
     return it == owners_.end() ? nullptr : &it->second;
@@ -141,8 +147,9 @@ void Reconciler::desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& 
                                      spec.source_ranges.end());
             for (const auto& b : svc.backends) {
                 if (b.addr.family != fe.addr.family) continue;
-                spec.backends.push_back(
-                    BackendSpec{b.addr, b.port, b.weight, b.draining || !serving.count(identity_of(b))});
+                spec.backends.push_back(BackendSpec{b.addr, b.port, b.weight,
+                                                    b.draining || !serving.count(identity_of(b)),
+                                                    b.local || local_addrs_.count(b.addr) != 0});
             }
             // Config order carries no meaning: a reordered list must not look like a change.
             std::sort(spec.backends.begin(), spec.backends.end(),

@@ -52,6 +52,11 @@ public:
     const ServiceConfig* find(const std::string& service) const;
     const std::string* owner(const Frontend& fe) const;
 
+    // This node's addresses: a backend at one of them (a host-network process such as a static-pod
+    // apiserver) is local (BackendSpec::local) without BackendConfig::local. True if the set changed;
+    // the caller then applies every service.
+    bool set_local_addresses(std::set<IpAddr> addrs);
+
     // Records a probe decision. Returns true if it changes the desired datapath state (of that
     // service only: the cost does not grow with the number of services).
     bool set_health(const BackendRef& ref, bool healthy);
@@ -79,7 +84,8 @@ private:
     std::map<std::string, ServicePtr> services_;
     std::map<Frontend, std::string> owners_;  // frontend -> service holding it
     std::set<Frontend> withdrawn_;            // left by update_services(), not yet removed
-    std::map<BackendRef, bool> health_;       // absent: healthy
+    std::set<IpAddr> local_addrs_;
+    std::map<BackendRef, bool> health_;  // absent: healthy
     // Per service: the backends that were healthy the last time at least one was.
     std::map<std::string, std::set<BackendIdentity>> last_healthy_;
     void remember_healthy(const ServiceConfig& svc);
