@@ -4,11 +4,15 @@
 // node's eth0 (or eth1) as ingress device.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <array>
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "common/packet_builder.hpp"
 #include "lab/lab.hpp"
@@ -45,6 +49,24 @@ struct LbNet {
 };
 
 LbConfig default_lb_config();
+
+// Small shared helpers of the golden-packet tests.
+inline Mac mac(const std::string& s) { return Mac::parse(s); }
+// Lines joined with "\n" after each (comparable problem lists in assertion messages).
+inline std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& e : v) s += e + "\n";
+    return s;
+}
+// The parameter of a test run for each family and L4 protocol; its gtest name ("v4_tcp").
+struct Flow {
+    bool v6 = false;
+    std::uint8_t proto = IPPROTO_TCP;
+};
+template <typename ParamInfo>
+std::string flow_name(const ParamInfo& i) {
+    return std::string(i.param.v6 ? "v6" : "v4") + (i.param.proto == IPPROTO_TCP ? "_tcp" : "_udp");
+}
 
 class LbHarness {
 public:

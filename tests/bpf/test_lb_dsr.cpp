@@ -30,14 +30,6 @@ constexpr std::uint16_t kFarPort = 8000;    // DSR TCP service whose backend sit
 constexpr std::uint16_t kEmptyPort = 82;    // DSR TCP service without backends
 constexpr std::uint32_t kSmallMtu = 1400;   // node eth0 MTU in the too-big cases (>= 1280: IPv6 stays on)
 
-Mac mac(const std::string& s) { return Mac::parse(s); }
-
-std::string join(const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& e : v) s += e + "\n";
-    return s;
-}
-
 // ---- C++ mirror of the datapath's flow hash (bpf/lib/lb.h lb_flow_hash) and outer source (bpf/lib/encap.h) ----
 
 std::uint32_t mix32(std::uint64_t h) {
@@ -89,14 +81,6 @@ std::string spread_source(const Cidr& p, std::uint32_t hash) {
 bool in_prefix(const std::string& addr, const Cidr& p) {
     Cidr c{IpAddr::parse(addr).value(), p.prefix_len};
     return c.network() == p;
-}
-
-struct Flow {
-    bool v6 = false;
-    std::uint8_t proto = IPPROTO_TCP;
-};
-std::string flow_name(const ::testing::TestParamInfo<Flow>& i) {
-    return std::string(i.param.v6 ? "v6" : "v4") + (i.param.proto == IPPROTO_TCP ? "_tcp" : "_udp");
 }
 
 // One TCP segment or UDP datagram's contents (flags/seq/ack only matter for TCP), and the inner IP header's
@@ -363,7 +347,7 @@ TEST_P(LbDsrFlow, FlowRebalancesWhenItsBackendIsRemoved) {
 INSTANTIATE_TEST_SUITE_P(LbDsr, LbDsrFlow,
                          ::testing::Values(Flow{false, IPPROTO_TCP}, Flow{false, IPPROTO_UDP}, Flow{true, IPPROTO_TCP},
                                            Flow{true, IPPROTO_UDP}),
-                         flow_name);
+                         flow_name<::testing::TestParamInfo<Flow>>);
 
 // The outer header copies the inner TOS / traffic class including ECN (RFC 6040 normal mode) and sets DF even when
 // the inner IPv4 packet has none; the IPv6 flow label is the low 20 bits of the flow hash (different flows,

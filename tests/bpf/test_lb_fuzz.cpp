@@ -45,8 +45,6 @@ std::uint64_t env_u64(const char* name, std::uint64_t dflt) {
     return std::strtoull(v, nullptr, 0);
 }
 
-Mac mac(const std::string& s) { return Mac::parse(s); }
-
 class Rng {
 public:
     explicit Rng(std::uint64_t seed) : g_(seed) {}

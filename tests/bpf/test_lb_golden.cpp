@@ -31,14 +31,6 @@ constexpr std::uint16_t kTcpPort = 80, kUdpPort = 53, kTcpNoBackend = 81, kUdpNo
 constexpr std::uint16_t kTcpSpecial = 8000, kUdpSpecial = 8053;
 constexpr std::uint16_t kSnatLo = 61000;
 
-Mac mac(const std::string& s) { return Mac::parse(s); }
-
-std::string join(const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& e : v) s += e + "\n";
-    return s;
-}
-
 std::uint16_t be16(const Bytes& b, std::size_t off) {
     return off + 1 < b.size() ? static_cast<std::uint16_t>(b[off] << 8 | b[off + 1]) : 0;
 }

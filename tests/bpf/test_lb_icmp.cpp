@@ -36,12 +36,6 @@ constexpr IcmpKind kEchoReply{0, 0, 129, 0};
 // The "rest" word carrying an MTU: IPv4 next-hop MTU in the low 16 bits, ICMPv6 a 32-bit MTU.
 constexpr std::uint32_t kMtu = 1400;
 
-std::string join(const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& e : v) s += e + "\n";
-    return s;
-}
-
 // A datagram as it travels (Ethernet MACs are irrelevant: only its IP part is ever quoted).
 struct Dgram {
     std::string src, dst;

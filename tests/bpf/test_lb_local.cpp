@@ -31,22 +31,6 @@ constexpr const char* kPod4 = "10.244.0.5";  // behind a veth of the node: never
 constexpr const char* kPod6 = "fd44::5";
 constexpr const char* kPodMac = "02:00:00:00:44:05";
 
-Mac mac(const std::string& s) { return Mac::parse(s); }
-
-std::string join(const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& e : v) s += e + "\n";
-    return s;
-}
-
-struct Flow {
-    bool v6 = false;
-    std::uint8_t proto = IPPROTO_TCP;
-};
-std::string flow_name(const ::testing::TestParamInfo<Flow>& i) {
-    return std::string(i.param.v6 ? "v6" : "v4") + (i.param.proto == IPPROTO_TCP ? "_tcp" : "_udp");
-}
-
 struct Seg {
     std::uint8_t flags = TCP_SYN;
     std::uint32_t seq = 1;
@@ -287,7 +271,7 @@ TEST_P(LbLocalFlow, NewAndEstablishedFlowsAreDnatOnlyAndRepliesReverseTranslated
 INSTANTIATE_TEST_SUITE_P(Families, LbLocalFlow,
                          ::testing::Values(Flow{false, IPPROTO_TCP}, Flow{false, IPPROTO_UDP}, Flow{true, IPPROTO_TCP},
                                            Flow{true, IPPROTO_UDP}),
-                         flow_name);
+                         flow_name<::testing::TestParamInfo<Flow>>);
 
 // UDP over IPv4 without a checksum (0) stays without one in both directions.
 TEST_F(LbLocal, Ipv4UdpZeroChecksumStaysZero) {
