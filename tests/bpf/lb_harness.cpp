@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstring>
 #include <numeric>
 #include <stdexcept>
 
@@ -156,6 +157,34 @@ Bytes LbHarness::run_expect(const Packet& in, std::uint32_t verdict, int ingress
     }
     EXPECT_EQ(r->verdict, verdict) << hexdump(r->data);
     return r->data;
+}
+
+std::optional<kxlb_ct_value> LbHarness::ct_entry(const kxlb_flow_key& key) {
+    auto flows = conntrack_->flows();
+    if (!flows) {
+        ADD_FAILURE() << flows.error().message;
+        return std::nullopt;
+    }
+    for (const auto& [k, v] : *flows)
+        if (std::memcmp(&k, &key, sizeof(k)) == 0) return v;
+    return std::nullopt;
+}
+
+std::optional<kxlb_nat_value> LbHarness::nat_entry(const kxlb_flow_key& key) {
+    auto nat = conntrack_->nat_entries();
+    if (!nat) {
+        ADD_FAILURE() << nat.error().message;
+        return std::nullopt;
+    }
+    for (const auto& [k, v] : *nat)
+        if (std::memcmp(&k, &key, sizeof(k)) == 0) return v;
+    return std::nullopt;
+}
+
+std::size_t LbHarness::nat_count() {
+    auto n = conntrack_->nat_entries();
+    if (!n) ADD_FAILURE() << n.error().message;
+    return n ? n->size() : 0;
 }
 
 kxlb_lb_counter LbHarness::service_counter(const Frontend& fe) {

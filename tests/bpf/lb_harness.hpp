@@ -97,6 +97,11 @@ public:
 
     LbProgrammer& lb() { return *programmer_; }
     LbCounters& counters() { return *counters_; }
+    // The conntrack entry / reverse (nat) entry with exactly this key, and the number of reverse
+    // entries; read failures are test failures.
+    std::optional<kxlb_ct_value> ct_entry(const kxlb_flow_key& key);
+    std::optional<kxlb_nat_value> nat_entry(const kxlb_flow_key& key);
+    std::size_t nat_count();
     // Runs one frame and expects `verdict` (a test failure with a hex dump otherwise); the output frame.
     Bytes run_expect(const Packet& in, std::uint32_t verdict, int ingress = 0);
     // Counters of a programmed frontend, and of one of its backends; zero (and a test failure) when

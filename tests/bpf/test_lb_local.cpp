@@ -163,19 +163,9 @@ protected:
     }
     // The local flow's reverse entry: keyed {pod:port -> client:cport}.
     std::optional<kxlb_nat_value> rev_entry(bool is6, std::uint8_t proto, std::uint16_t cport) {
-        auto nat = h_->conntrack().nat_entries();
-        EXPECT_TRUE(nat) << nat.error().message;
-        if (!nat) return std::nullopt;
-        const auto want = key(pod(is6), kPodPort, client(is6), cport, proto);
-        for (const auto& [k, v] : *nat)
-            if (std::memcmp(&k, &want, sizeof(k)) == 0) return v;
-        return std::nullopt;
+        return h_->nat_entry(key(pod(is6), kPodPort, client(is6), cport, proto));
     }
-    std::size_t nat_count() {
-        auto n = h_->conntrack().nat_entries();
-        EXPECT_TRUE(n) << n.error().message;
-        return n ? n->size() : 0;
-    }
+    std::size_t nat_count() { return h_->nat_count(); }
     Frontend fe(bool is6, std::uint8_t proto, std::uint16_t port) {
         return Frontend{IpAddr::parse(vip(is6)).value(), port, proto};
     }
