@@ -193,6 +193,17 @@ TEST(K8sMapping, ServingTerminatingEndpointsServeWhenNoneIsReady) {
               (std::vector<std::string>{"10.0.1.1:8080", "10.0.1.2:8080 draining"}));
 }
 
+TEST(K8sMapping, EndpointsOfThisNodeAreMarkedLocal) {
+    Case c;
+    c.slices = {slice_json("web-1", "IPv4", {ep("10.0.1.1", "node-a"), ep("10.0.1.2", "node-b")})};
+    const auto m = c.map();
+    const auto* s = find(m, "k8s.shop.web.http.ipv4.cluster");
+    ASSERT_NE(s, nullptr);
+    std::map<std::string, bool> local;
+    for (const auto& b : s->backends) local[b.addr.str()] = b.local;
+    EXPECT_EQ(local, (std::map<std::string, bool>{{"10.0.1.1", true}, {"10.0.1.2", false}}));
+}
+
 TEST(K8sMapping, AnAddressInTwoSlicesCountsOnceServingWinning) {
     Case c;
     c.slices = {slice_json("web-1", "IPv4", {ep("10.0.1.1", "node-a", false, true, true)}),

@@ -64,20 +64,27 @@ TEST_F(ReconcilerTest, AddThenApplyAgainWritesNothing) {
 }
 
 TEST_F(ReconcilerTest, BackendsAtTheNodesAddressesOrMarkedLocalAreLocal) {
-    auto cfg = api({be("10.0.0.1"), be("10.0.0.2"), be("10.0.0.3")});
-    cfg.backends[2].local = true;
+    auto cfg = api({be("10.0.0.1"), be("10.0.0.2"), be("10.244.0.5"), be("10.0.0.7")});
+    cfg.backends[2].local = true;  // a pod of this node, behind a CNI interface
+    cfg.backends[3].local = true;  // "on this node" by name, but in the balancing NIC's prefix
     rec_.set_services({cfg});
-    EXPECT_TRUE(rec_.set_local_addresses({IpAddr::parse("10.0.0.1").value()}));
-    EXPECT_FALSE(rec_.set_local_addresses({IpAddr::parse("10.0.0.1").value()}));  // unchanged
+    const std::vector<Cidr> nic{Cidr{IpAddr::parse("10.0.0.0").value(), 24}};
+    EXPECT_TRUE(rec_.set_node_addressing({IpAddr::parse("10.0.0.1").value()}, nic));
+    EXPECT_FALSE(rec_.set_node_addressing({IpAddr::parse("10.0.0.1").value()}, nic));  // unchanged
     ASSERT_TRUE(apply().ok());
-    std::map<std::string, bool> local;
-    for (const auto& b : lb_.service(kFe)->spec.backends) local[b.addr.str()] = b.local;
-    EXPECT_EQ(local, (std::map<std::string, bool>{{"10.0.0.1", true}, {"10.0.0.2", false}, {"10.0.0.3", true}}));
-    // The node address moves away: the backend is remote again, rewritten in place (same id).
+    const auto local = [&] {
+        std::map<std::string, bool> out;
+        for (const auto& b : lb_.service(kFe)->spec.backends) out[b.addr.str()] = b.local;
+        return out;
+    };
+    EXPECT_EQ(local(), (std::map<std::string, bool>{
+                           {"10.0.0.1", true}, {"10.0.0.2", false}, {"10.244.0.5", true}, {"10.0.0.7", false}}));
+    // The node address moves away and the NIC prefix with it: rewritten in place (same ids).
     const auto id = id_of(kFe, "10.0.0.1");
-    EXPECT_TRUE(rec_.set_local_addresses({}));
+    EXPECT_TRUE(rec_.set_node_addressing({}, {}));
     EXPECT_EQ(apply().upserted, 1);
-    EXPECT_FALSE(lb_.service(kFe)->spec.backends[0].local);
+    EXPECT_EQ(local(), (std::map<std::string, bool>{
+                           {"10.0.0.1", false}, {"10.0.0.2", false}, {"10.244.0.5", true}, {"10.0.0.7", true}}));
     EXPECT_EQ(id_of(kFe, "10.0.0.1"), id);
 }
 

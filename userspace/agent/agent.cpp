@@ -391,8 +391,15 @@ void Agent::sync_decap() {
 
 void Agent::sync_node_config() {
     std::set<IpAddr> own;
-    for (const auto& a : addrs_) own.insert(a.addr);
-    if (reconciler_.set_local_addresses(std::move(own)) && started_) apply();
+    std::vector<Cidr> via_nics;
+    for (const auto& a : addrs_) {
+        own.insert(a.addr);
+        for (const auto& l : links_)
+            if (l.ifindex == a.ifindex && std::any_of(cfg_.interfaces.begin(), cfg_.interfaces.end(),
+                                                      [&](const auto& i) { return i.name == l.name; }))
+                via_nics.push_back(Cidr{a.addr, a.prefix_len}.network());
+    }
+    if (reconciler_.set_node_addressing(std::move(own), std::move(via_nics)) && started_) apply();
     LbConfig want = lb_config(cfg_, links_, addrs_);
     if (lb_config_ && *lb_config_ == want) return;
     if (auto st = datapath_->set_config(want); !st) {

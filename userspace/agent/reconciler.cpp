@@ -78,10 +78,20 @@ void Reconciler::forget_backends(const std::string& name, const ServiceConfig* s
     if (lh->second.empty()) last_healthy_.erase(lh);
 }
 
-bool Reconciler::set_local_addresses(std::set<IpAddr> addrs) {
-    if (addrs == local_addrs_) return false;
-    local_addrs_ = std::move(addrs);
+bool Reconciler::set_node_addressing(std::set<IpAddr> own, std::vector<Cidr> via_nics) {
+    std::sort(via_nics.begin(), via_nics.end());
+    if (own == local_addrs_ && via_nics == via_nics_) return false;
+    local_addrs_ = std::move(own);
+    via_nics_ = std::move(via_nics);
     return true;
+}
+
+bool Reconciler::is_local(const BackendConfig& b) const {
+    if (local_addrs_.count(b.addr)) return true;
+    if (!b.local) return false;
+    return std::none_of(via_nics_.begin(), via_nics_.end(), [&](const Cidr& c) {
+        return c.addr.family == b.addr.family && Cidr{b.addr, c.prefix_len}.network() == c.network();
+    });
 }
 
 const std::string* Reconciler::owner(const Frontend& fe) const {
@@ -147,9 +157,8 @@ void Reconciler::desired_of(const ServiceConfig& svc, std::vector<ServiceSpec>& 
                                      spec.source_ranges.end());
             for (const auto& b : svc.backends) {
                 if (b.addr.family != fe.addr.family) continue;
-                spec.backends.push_back(BackendSpec{b.addr, b.port, b.weight,
-                                                    b.draining || !serving.count(identity_of(b)),
-                                                    b.local || local_addrs_.count(b.addr) != 0});
+                spec.backends.push_back(
+                    BackendSpec{b.addr, b.port, b.weight, b.draining || !serving.count(identity_of(b)), is_local(b)});
             }
             // Config order carries no meaning: a reordered list must not look like a change.
             std::sort(spec.backends.begin(), spec.backends.end(),

@@ -52,10 +52,12 @@ public:
     const ServiceConfig* find(const std::string& service) const;
     const std::string* owner(const Frontend& fe) const;
 
-    // This node's addresses: a backend at one of them (a host-network process such as a static-pod
-    // apiserver) is local (BackendSpec::local) without BackendConfig::local. True if the set changed;
-    // the caller then applies every service.
-    bool set_local_addresses(std::set<IpAddr> addrs);
+    // Which backends are on this node (BackendSpec::local): one at an address of the node itself (a
+    // host-network process such as a static-pod apiserver), and one with BackendConfig::local unless
+    // it lies in `via_nics`, the prefixes connected to the interfaces XDP runs on (such a backend is
+    // reached through the balancing NIC like any remote one, whatever its Kubernetes nodeName says).
+    // True if anything changed; the caller then applies every service.
+    bool set_node_addressing(std::set<IpAddr> own, std::vector<Cidr> via_nics);
 
     // Records a probe decision. Returns true if it changes the desired datapath state (of that
     // service only: the cost does not grow with the number of services).
@@ -85,6 +87,8 @@ private:
     std::map<Frontend, std::string> owners_;  // frontend -> service holding it
     std::set<Frontend> withdrawn_;            // left by update_services(), not yet removed
     std::set<IpAddr> local_addrs_;
+    std::vector<Cidr> via_nics_;
+    bool is_local(const BackendConfig& b) const;
     std::map<BackendRef, bool> health_;  // absent: healthy
     // Per service: the backends that were healthy the last time at least one was.
     std::map<std::string, std::set<BackendIdentity>> last_healthy_;

@@ -45,6 +45,7 @@ std::uint16_t slice_port(const EndpointSlice& slice, const ServicePort& sp) {
 std::vector<agent::BackendConfig> backends_for(const ServiceState& st, const ServicePort& sp, std::uint8_t family,
                                                bool local_only, const std::string& node) {
     std::map<std::pair<IpAddr, std::uint16_t>, bool> found;  // -> draining
+    std::set<std::pair<IpAddr, std::uint16_t>> on_node;      // endpoints whose nodeName is this node
     for (const auto& slice : st.slices) {
         if (family_of(slice.address_type) != family) continue;
         const std::uint16_t port = slice_port(slice, sp);
@@ -60,6 +61,7 @@ std::vector<agent::BackendConfig> backends_for(const ServiceState& st, const Ser
             if (!addr || addr->family != family) continue;
             auto [it, inserted] = found.emplace(std::pair{*addr, port}, draining);
             if (!inserted) it->second = it->second && draining;
+            if (!node.empty() && ep.node_name == node) on_node.insert(it->first);
         }
     }
     const bool none_ready = std::all_of(found.begin(), found.end(), [](const auto& kv) { return kv.second; });
@@ -69,6 +71,8 @@ std::vector<agent::BackendConfig> backends_for(const ServiceState& st, const Ser
         b.addr = key.first;
         b.port = key.second;
         b.draining = draining && !none_ready;
+        // A pod of this node is delivered locally unless the agent finds it behind a balancing NIC.
+        b.local = on_node.count(key) != 0;
         out.push_back(b);
     }
     return out;
