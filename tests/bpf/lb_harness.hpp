@@ -58,6 +58,19 @@ inline std::string join(const std::vector<std::string>& v) {
     for (const auto& e : v) s += e + "\n";
     return s;
 }
+// The conntrack key of src:sport -> dst:dport (addresses as text, ports in host order).
+inline kxlb_flow_key flow_key(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
+                              std::uint8_t proto) {
+    kxlb_flow_key k{};
+    const IpAddr a = IpAddr::parse(src).value(), b = IpAddr::parse(dst).value();
+    a.to_words(k.saddr);
+    b.to_words(k.daddr);
+    k.sport = htons(sport);
+    k.dport = htons(dport);
+    k.proto = proto;
+    k.family = a.family;
+    return k;
+}
 // The parameter of a test run for each family and L4 protocol; its gtest name ("v4_tcp").
 struct Flow {
     bool v6 = false;

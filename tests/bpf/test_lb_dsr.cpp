@@ -49,19 +49,6 @@ std::uint32_t flow_hash(const kxlb_flow_key& k, std::uint64_t seed) {
     return mix32(h);
 }
 
-kxlb_flow_key flow_key(const std::string& client, std::uint16_t sport, const std::string& vip, std::uint16_t dport,
-                       std::uint8_t proto) {
-    kxlb_flow_key k{};
-    const IpAddr c = IpAddr::parse(client).value(), v = IpAddr::parse(vip).value();
-    c.to_words(k.saddr);
-    v.to_words(k.daddr);
-    k.sport = htons(sport);
-    k.dport = htons(dport);
-    k.proto = proto;
-    k.family = c.family;
-    return k;
-}
-
 // The outer source for a flow under prefix p (host bits from the hash), written independently of encap.h.
 std::string spread_source(const Cidr& p, std::uint32_t hash) {
     IpAddr a = p.addr;

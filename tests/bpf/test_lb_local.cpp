@@ -142,15 +142,7 @@ protected:
 
     kxlb_flow_key key(const std::string& s, std::uint16_t sp, const std::string& d, std::uint16_t dp,
                       std::uint8_t proto) {
-        kxlb_flow_key k{};
-        const IpAddr a = IpAddr::parse(s).value(), b = IpAddr::parse(d).value();
-        a.to_words(k.saddr);
-        b.to_words(k.daddr);
-        k.sport = htons(sp);
-        k.dport = htons(dp);
-        k.proto = proto;
-        k.family = a.family;
-        return k;
+        return flow_key(s, sp, d, dp, proto);
     }
     std::optional<kxlb_ct_value> flow(bool is6, std::uint8_t proto, std::uint16_t sport, std::uint16_t dport) {
         auto flows = h_->conntrack().flows();
