@@ -11,6 +11,7 @@
 #include "lib/ct.h"
 #include "lib/encap.h"
 #include "lib/fib.h"
+#include "lib/flow_cache.h"
 #include "lib/icmp_xlate.h"
 #include "lib/icmp.h"
 #include "lib/local.h"
@@ -52,6 +53,8 @@ static __always_inline void flow_key_from_pkt(struct kxlb_flow_key *k, const str
 	k->dport = pkt->dport;
 	k->proto = pkt->l4_proto;
 	k->family = family;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
 }
 
 /* ICMP port unreachable in place of the frame (no usable backend). */
@@ -180,6 +183,51 @@ static __always_inline struct lb_verdict lb_dsr_too_big(struct xdp_md *ctx, cons
 		v.reason = KXLB_R_TX_ICMP_TOO_BIG;
 	}
 	return v;
+}
+
+/* A frame the flow cache may carry: mid-connection TCP (no SYN, FIN or RST: those change or
+ * check flow state) or UDP. */
+static __always_inline int lb_cacheable(const struct pkt *pkt)
+{
+	return pkt->l4_proto == IPPROTO_UDP ||
+	       !(pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST));
+}
+
+/* A flow may be cached after this frame: not closed (its frames then take the conntrack path until
+ * its SNAT port changes hands), and for TCP a TIME_WAIT of at least the cache's lifetime, so an
+ * entry is stale before its port can be given to another flow. */
+static __always_inline int lb_may_cache(const struct kxlb_config *cfg, const struct pkt *pkt,
+                                        __u32 flow_flags)
+{
+	return lb_cacheable(pkt) && !(flow_flags & KXLB_CT_F_CLOSED) &&
+	       (pkt->l4_proto == IPPROTO_UDP ||
+	        cfg->tcp_timewait_s >= LB_REFRESH_NS / NSEC_PER_SEC);
+}
+
+/* Sends a frame of a cached flow (either direction): the same rewrite, counters and next hop the
+ * conntrack path would have used. Returns 0 without touching the frame when the flow is not cached
+ * here, its backend id changed hands, or its next hop is no longer usable. */
+static __always_inline int lb_cached_xmit(struct xdp_md *ctx, const struct pkt *pkt,
+                                          const struct kxlb_flow_key *k, __u64 len,
+                                          struct lb_verdict *v)
+{
+	struct kxlb_flow_cache_entry *e = flow_cache_get(k);
+	struct kxlb_backend *be;
+
+	if (!e)
+		return 0;
+	be = backend_get(e->backend_id);
+	if (!be || be->gen != e->backend_gen || !nexthop_usable(ctx, &e->nh))
+		return 0;
+	if (lb_rewrite(ctx, pkt, k->family, e->saddr, e->daddr, e->sport, e->dport)) {
+		v->action = XDP_PASS;
+		v->reason = KXLB_R_PASS_MALFORMED;
+		return 1;
+	}
+	lb_counter_inc(&kxlb_svc_stats, e->svc_id, len, 0);
+	lb_counter_inc(&kxlb_backend_stats, e->backend_id, len, 0);
+	v->action = fib_xmit(ctx, &e->nh, &v->reason);
+	return 1;
 }
 
 /* Client -> frontend, for a frame that passed the frontend filter. An established flow is found
@@ -383,6 +431,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 			nat = bpf_map_lookup_elem(&kxlb_nat, &nk);
 		}
 		ct_track_close(ct, nat, ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_CLIENT), now);
+		flow_cache_drop(fk);
 	}
 
 	if (dsr) {
@@ -394,6 +443,10 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 	} else if (lb_rewrite(ctx, pkt, fk->family, src, be->addr, snat_port, be->port)) {
 		v.reason = KXLB_R_PASS_MALFORMED; /* bounds re-check failed before any write */
 		return v;
+	} else if (!new_flow && lb_may_cache(cfg, pkt, ct->flags)) {
+		/* from the second frame on: a flood of new flows does not churn the cache */
+		flow_cache_put(fk, ct->last_seen_ns, now, src, be->addr, snat_port, be->port,
+		               svc_id, bid, be->gen, &nh);
 	}
 	lb_counter_inc(&kxlb_svc_stats, svc_id, len, new_flow);
 	lb_counter_inc(&kxlb_backend_stats, bid, len, new_flow);
@@ -407,11 +460,13 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 
 /* Backend -> node SNAT address: a reply of a full-NAT flow, or not ours. */
 static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const struct pkt *pkt,
-                                                    const struct kxlb_flow_key *rk, __u64 len)
+                                                    const struct kxlb_flow_key *rk,
+                                                    const struct kxlb_config *cfg, __u64 len)
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
 	struct kxlb_nat_value *nat = bpf_map_lookup_elem(&kxlb_nat, rk);
 	struct kxlb_flow_key fk = {};
+	struct kxlb_backend *be;
 	struct kxlb_nexthop nh;
 	int refresh, tcp_close;
 	__u64 now;
@@ -454,19 +509,39 @@ static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const st
 			ct = NULL;
 		if (ct && refresh && !(ct->flags & KXLB_CT_F_CLOSED))
 			ct->last_seen_ns = now; /* replies keep a UDP flow from looking idle */
-		if (tcp_close)
+		if (tcp_close) {
 			ct_track_close(ct, nat, ct_tcp_bits(pkt->tcp_flags, KXLB_CT_F_FIN_BACKEND),
 			               now);
+			flow_cache_drop(rk);
+		}
 	}
 	if (lb_rewrite(ctx, pkt, rk->family, nat->vip_addr, nat->client_addr, nat->vip_port,
 	               nat->client_port)) {
 		v.reason = KXLB_R_PASS_MALFORMED;
 		return v;
 	}
+	if (lb_may_cache(cfg, pkt, nat->flags) && (be = backend_get(nat->backend_id)))
+		flow_cache_put(rk, nat->last_seen_ns, now, nat->vip_addr, nat->client_addr,
+		               nat->vip_port, nat->client_port, nat->svc_id, nat->backend_id,
+		               be->gen, &nh);
 	lb_counter_inc(&kxlb_svc_stats, nat->svc_id, len, 0);
 	lb_counter_inc(&kxlb_backend_stats, nat->backend_id, len, 0);
 	v.action = fib_xmit(ctx, &nh, &v.reason);
 	return v;
+}
+
+/* The frame is addressed to the node's SNAT address and port range: a reply of a full-NAT flow
+ * (if kxlb_nat knows it). Compared straight from the parsed frame: no flow key for the others. */
+static __always_inline int lb_is_reply(const struct kxlb_config *cfg, const struct pkt *pkt,
+                                       __u8 family)
+{
+	__u16 dport = bpf_ntohs(pkt->dport);
+
+	if (dport < cfg->snat_port_lo || dport > cfg->snat_port_hi)
+		return 0;
+	if (family == KXLB_AF_INET)
+		return cfg->snat_v4 && pkt->daddr.v4 == cfg->snat_v4;
+	return !addr_is_zero(cfg->snat_v6, family) && addr_eq(pkt->daddr.v6, cfg->snat_v6, family);
 }
 
 static __always_inline int is_vip_addr(const struct pkt *pkt, __u8 family)
@@ -480,11 +555,11 @@ static __always_inline int is_vip_addr(const struct pkt *pkt, __u8 family)
 
 /* Entry of the load balancer for a parsed IPv4/IPv6 frame without VLAN tags. */
 static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const struct pkt *pkt,
-                                                    __u8 family, __u64 len)
+                                                    __u8 family, __u64 len,
+                                                    struct kxlb_flow_key *fk)
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
 	struct kxlb_frontend_filter *filter;
-	struct kxlb_flow_key fk = {};
 	struct kxlb_config *cfg;
 	__u32 zero = 0;
 
@@ -510,29 +585,28 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
 	cfg = bpf_map_lookup_elem(&kxlb_config, &zero);
 	if (!cfg)
 		return v;
-	flow_key_from_pkt(&fk, pkt, family);
 
 	/* Replies first: a cheap compare rules them out for everything not sent to the SNAT address. */
-	{
-		__u16 dport = bpf_ntohs(fk.dport);
-		__be32 snat[4];
-
-		snat_addr(cfg, family, snat);
-		if (dport >= cfg->snat_port_lo && dport <= cfg->snat_port_hi &&
-		    addr_eq(fk.daddr, snat, family) && !addr_is_zero(snat, family))
-			return lb_reverse(ctx, pkt, &fk, len);
+	if (lb_is_reply(cfg, pkt, family)) {
+		flow_key_from_pkt(fk, pkt, family);
+		if (lb_cacheable(pkt) && lb_cached_xmit(ctx, pkt, fk, len, &v))
+			return v;
+		return lb_reverse(ctx, pkt, fk, cfg, len);
 	}
 
 	/* Most frames are not for a frontend: an inlined bitmap test rules them out without any
-	 * hash-map lookup. A set bit may be a collision; lb_forward looks it up. */
+	 * hash-map lookup or flow key. A set bit may be a collision; lb_forward looks it up. */
 	filter = bpf_map_lookup_elem(&kxlb_frontend_filter, &zero);
 	if (filter) {
-		__u32 bit = kxlb_frontend_bit(fk.daddr, fk.dport, fk.proto);
+		__u32 bit = kxlb_frontend_bit(pkt->daddr.v6, family, pkt->dport, pkt->l4_proto);
 
 		if (!(filter->words[bit / 64] & (1ULL << (bit % 64))))
 			return v;
 	}
-	return lb_forward(ctx, pkt, &fk, cfg, len);
+	flow_key_from_pkt(fk, pkt, family);
+	if (lb_cacheable(pkt) && lb_cached_xmit(ctx, pkt, fk, len, &v))
+		return v;
+	return lb_forward(ctx, pkt, fk, cfg, len);
 }
 
 #endif /* KXLB_BPF_LB_H */

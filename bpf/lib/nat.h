@@ -22,8 +22,9 @@
 #define LB6_L3_OFF sizeof(struct ethhdr)
 #define LB6_L4_OFF (sizeof(struct ethhdr) + sizeof(struct ipv6hdr))
 
-/* Sets saddr/daddr/sport/dport of an IPv4 TCP/UDP frame. Returns 0 or -1 (out of bounds; nothing
- * written). */
+/* Sets saddr/daddr/sport/dport of an IPv4 TCP/UDP frame that is still as parsed into *pkt (the old
+ * values for the checksum deltas come from there: no second read of the frame). Returns 0 or -1 (out
+ * of bounds; nothing written). */
 static __always_inline int lb4_rewrite(struct xdp_md *ctx, const struct pkt *pkt, __be32 saddr,
                                        __be32 daddr, __be16 sport, __be16 dport)
 {
@@ -41,11 +42,11 @@ static __always_inline int lb4_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	if ((void *)(l4sum + 1) > end)
 		return -1;
 
-	csum_delta32(&d_ip, ip->saddr, saddr);
-	csum_delta32(&d_ip, ip->daddr, daddr);
+	csum_delta32(&d_ip, pkt->saddr.v4, saddr);
+	csum_delta32(&d_ip, pkt->daddr.v4, daddr);
 	d_l4 = d_ip; /* the pseudo-header carries the same addresses */
-	csum_delta16(&d_l4, ports[0], sport);
-	csum_delta16(&d_l4, ports[1], dport);
+	csum_delta16(&d_l4, pkt->sport, sport);
+	csum_delta16(&d_l4, pkt->dport, dport);
 
 	ip->check = csum_apply(ip->check, d_ip);
 	ip->saddr = saddr;
@@ -64,7 +65,7 @@ static __always_inline int lb4_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	return 0;
 }
 
-/* IPv6 twin of lb4_rewrite: no IP header checksum; the UDP checksum is mandatory. */
+/* IPv6 twin of lb4_rewrite (same contract): no IP header checksum; the UDP checksum is mandatory. */
 static __always_inline int lb6_rewrite(struct xdp_md *ctx, const struct pkt *pkt,
                                        const __be32 *saddr, const __be32 *daddr, __be16 sport,
                                        __be16 dport)
@@ -83,10 +84,10 @@ static __always_inline int lb6_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	if ((void *)(l4sum + 1) > end)
 		return -1;
 
-	csum_delta128(&d, (__be32 *)&ip6->saddr, saddr);
-	csum_delta128(&d, (__be32 *)&ip6->daddr, daddr);
-	csum_delta16(&d, ports[0], sport);
-	csum_delta16(&d, ports[1], dport);
+	csum_delta128(&d, pkt->saddr.v6, saddr);
+	csum_delta128(&d, pkt->daddr.v6, daddr);
+	csum_delta16(&d, pkt->sport, sport);
+	csum_delta16(&d, pkt->dport, dport);
 	c = csum_apply(*l4sum, d);
 	if (pkt->l4_proto == IPPROTO_UDP && c == 0)
 		c = 0xffff;

@@ -43,6 +43,8 @@ struct pkt {
 	__u16 l4_len;   /* bytes of IP payload (from the IP header's length field) */
 	__u8 tcp_flags; /* byte 13 of the TCP header */
 	__u8 icmp_type;
+	__u8 l3_stat; /* kxlb_parse_stat of the ethertype (ipv4, ipv6, arp, l3_other); 0: not reached */
+	__u8 l4_stat; /* kxlb_parse_stat of the L4 header (tcp, udp, icmp, icmpv6, l4_other); 0: none */
 	__u32 flags; /* PKT_F_* */
 	__be16 sport;
 	__be16 dport;
@@ -120,6 +122,7 @@ static __always_inline int parse_tcp(struct cursor *c, struct pkt *pkt)
 	pkt->dport = th->dest;
 	pkt->tcp_flags = ((__u8 *)th)[13];
 	pkt->flags |= PKT_F_L4;
+	pkt->l4_stat = KXLB_PS_TCP;
 	return 0;
 }
 
@@ -136,10 +139,11 @@ static __always_inline int parse_udp(struct cursor *c, struct pkt *pkt)
 	pkt->sport = uh->source;
 	pkt->dport = uh->dest;
 	pkt->flags |= PKT_F_L4;
+	pkt->l4_stat = KXLB_PS_UDP;
 	return 0;
 }
 
-static __always_inline int parse_icmp(struct cursor *c, struct pkt *pkt)
+static __always_inline int parse_icmp(struct cursor *c, struct pkt *pkt, __u8 stat)
 {
 	struct icmp_hdr *ih = cursor_pull(c, sizeof(*ih));
 
@@ -147,6 +151,7 @@ static __always_inline int parse_icmp(struct cursor *c, struct pkt *pkt)
 		return KXLB_PS_ERR_TRUNC_ICMP;
 	pkt->icmp_type = ih->type;
 	pkt->flags |= PKT_F_L4;
+	pkt->l4_stat = stat;
 	return 0;
 }
 
@@ -159,16 +164,17 @@ static __always_inline int parse_l4(struct cursor *c, struct pkt *pkt)
 	case IPPROTO_UDP:
 		return parse_udp(c, pkt);
 	case IPPROTO_ICMP:
-		if (pkt->l3_proto != ETH_P_IP)
-			return 0;
-		return parse_icmp(c, pkt);
+		if (pkt->l3_proto == ETH_P_IP)
+			return parse_icmp(c, pkt, KXLB_PS_ICMP);
+		break;
 	case IPPROTO_ICMPV6:
-		if (pkt->l3_proto != ETH_P_IPV6)
-			return 0;
-		return parse_icmp(c, pkt);
-	default:
-		return 0;
+		if (pkt->l3_proto == ETH_P_IPV6)
+			return parse_icmp(c, pkt, KXLB_PS_ICMPV6);
+		break;
 	}
+	pkt->l4_stat =
+		KXLB_PS_L4_OTHER; /* not parsed: another protocol, or ICMP of the other family */
+	return 0;
 }
 
 static __always_inline int parse_ipv4(struct cursor *c, struct pkt *pkt)
@@ -251,11 +257,14 @@ static __always_inline int parse_ipv6(struct cursor *c, struct pkt *pkt)
 
 /* Parses one frame. Returns 0 with *pkt filled as far as the frame goes, or the kxlb_parse_stat
  * error id of the first layer that is truncated or malformed (*pkt then holds the layers before it).
+ * *pkt must be zeroed by the caller.
  */
 static __always_inline int parse_packet(struct cursor *c, struct pkt *pkt)
 {
-	struct ethhdr *eth = cursor_pull(c, sizeof(*eth));
+	struct ethhdr *eth;
 	__be16 proto;
+
+	eth = cursor_pull(c, sizeof(*eth));
 
 	if (!eth)
 		return KXLB_PS_ERR_TRUNC_ETH;
@@ -278,10 +287,15 @@ static __always_inline int parse_packet(struct cursor *c, struct pkt *pkt)
 
 	pkt->l3_proto = bpf_ntohs(proto);
 	pkt->l3_off = cursor_offset(c);
-	if (proto == bpf_htons(ETH_P_IP))
+	if (proto == bpf_htons(ETH_P_IP)) {
+		pkt->l3_stat = KXLB_PS_IPV4;
 		return parse_ipv4(c, pkt);
-	if (proto == bpf_htons(ETH_P_IPV6))
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		pkt->l3_stat = KXLB_PS_IPV6;
 		return parse_ipv6(c, pkt);
+	}
+	pkt->l3_stat = proto == bpf_htons(ETH_P_ARP) ? KXLB_PS_ARP : KXLB_PS_L3_OTHER;
 	return 0;
 }
 

@@ -12,6 +12,8 @@
 #include "lib/parse.h"
 #include "lib/stats.h"
 
+/* Counts what the parser saw: every frame, its tags, L3 and L4 kinds (the ids the parser noted) and
+ * its unusual IP features, or the error that stopped it. */
 static __always_inline void count_observations(const struct pkt *pkt, int err, __u64 len)
 {
 	struct kxlb_parse_counters *pc = parse_counters();
@@ -21,84 +23,70 @@ static __always_inline void count_observations(const struct pkt *pkt, int err, _
 	parse_stat_inc(pc, KXLB_PS_FRAMES, len);
 	if (pkt->vlan_tags)
 		parse_stat_inc(pc, KXLB_PS_VLAN, len);
-
-	switch (pkt->l3_proto) {
-	case 0: /* ethertype never reached */
-		break;
-	case ETH_P_IP:
-		parse_stat_inc(pc, KXLB_PS_IPV4, len);
-		break;
-	case ETH_P_IPV6:
-		parse_stat_inc(pc, KXLB_PS_IPV6, len);
-		break;
-	case ETH_P_ARP:
-		parse_stat_inc(pc, KXLB_PS_ARP, len);
-		break;
-	default:
-		parse_stat_inc(pc, KXLB_PS_L3_OTHER, len);
-		break;
+	if (pkt->l3_stat)
+		parse_stat_inc(pc, pkt->l3_stat, len);
+	if (pkt->flags & (PKT_F_IPV4_OPTIONS | PKT_F_FRAGMENT | PKT_F_IPV6_EXTHDR)) {
+		if (pkt->flags & PKT_F_IPV4_OPTIONS)
+			parse_stat_inc(pc, KXLB_PS_IPV4_OPTIONS, len);
+		if (pkt->flags & PKT_F_FRAGMENT)
+			parse_stat_inc(pc, KXLB_PS_IPV4_FRAGMENT, len);
+		if (pkt->flags & PKT_F_IPV6_EXTHDR)
+			parse_stat_inc(pc, KXLB_PS_IPV6_EXTHDR, len);
 	}
-	if (pkt->flags & PKT_F_IPV4_OPTIONS)
-		parse_stat_inc(pc, KXLB_PS_IPV4_OPTIONS, len);
-	if (pkt->flags & PKT_F_FRAGMENT)
-		parse_stat_inc(pc, KXLB_PS_IPV4_FRAGMENT, len);
-	if (pkt->flags & PKT_F_IPV6_EXTHDR)
-		parse_stat_inc(pc, KXLB_PS_IPV6_EXTHDR, len);
-
-	if (err) {
+	if (err)
 		parse_stat_inc(pc, err, len);
-		return;
-	}
-	if (pkt->l3_proto != ETH_P_IP && pkt->l3_proto != ETH_P_IPV6)
-		return;
-	if (pkt->flags & (PKT_F_LATER_FRAGMENT | PKT_F_IPV6_EXTHDR))
-		return;
-	if (!(pkt->flags & PKT_F_L4)) {
-		parse_stat_inc(pc, KXLB_PS_L4_OTHER, len);
-		return;
-	}
-	switch (pkt->l4_proto) {
-	case IPPROTO_TCP:
-		parse_stat_inc(pc, KXLB_PS_TCP, len);
-		break;
-	case IPPROTO_UDP:
-		parse_stat_inc(pc, KXLB_PS_UDP, len);
-		break;
-	case IPPROTO_ICMP:
-		parse_stat_inc(pc, KXLB_PS_ICMP, len);
-		break;
-	case IPPROTO_ICMPV6:
-		parse_stat_inc(pc, KXLB_PS_ICMPV6, len);
-		break;
-	}
+	else if (pkt->l4_stat)
+		parse_stat_inc(pc, pkt->l4_stat, len);
 }
+
+/* The frame being processed, per CPU: its parse result and flow key live here rather than on the
+ * 512-byte stack, which the out-of-line conntrack paths (lb.h) need for themselves (the verifier
+ * counts a call chain's frames together). Safe as XDP runs to completion on one CPU without
+ * nesting. */
+struct lb_frame {
+	struct pkt pkt;
+	struct kxlb_flow_key fk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_frame);
+} kxlb_frame SEC(".maps");
 
 static __always_inline int kxlb_xdp_lb_main(struct xdp_md *ctx)
 {
-	struct cursor c;
-	struct pkt pkt = {};
-	int err;
-
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_IP };
+	struct lb_frame *f;
+	struct cursor c;
+	__u32 zero = 0;
 	__u64 len;
+	int err;
 
 	cursor_init(&c, ctx);
 	len = c.end - c.start;
-	err = parse_packet(&c, &pkt);
-	count_observations(&pkt, err, len);
+	f = bpf_map_lookup_elem(&kxlb_frame, &zero);
+	if (!f) { /* cannot happen (one entry per CPU); still a counted outcome */
+		reason_inc(KXLB_R_PASS_MALFORMED, len);
+		return XDP_PASS;
+	}
+	__builtin_memset(&f->pkt, 0, sizeof(f->pkt));
+	err = parse_packet(&c, &f->pkt);
+	count_observations(&f->pkt, err, len);
 
 	if (err)
 		v.reason =
 			KXLB_R_PASS_MALFORMED; /* the kernel stack drops (and counts) bad frames */
-	else if (pkt.vlan_tags)
+	else if (f->pkt.vlan_tags)
 		v.reason = KXLB_R_PASS_VLAN;
-	else if (pkt.l3_proto == ETH_P_IP)
-		v = lb_process(ctx, &pkt, KXLB_AF_INET, len);
-	else if (pkt.l3_proto == ETH_P_IPV6)
-		v = lb_process(ctx, &pkt, KXLB_AF_INET6, len);
+	else if (f->pkt.l3_proto == ETH_P_IP)
+		v = lb_process(ctx, &f->pkt, KXLB_AF_INET, len, &f->fk);
+	else if (f->pkt.l3_proto == ETH_P_IPV6)
+		v = lb_process(ctx, &f->pkt, KXLB_AF_INET6, len, &f->fk);
 	if (v.action ==
 	    LB_ACT_LOCAL) /* a local backend's flow: see lb_local_forward for why here */
-		v = lb_local_forward(ctx, &pkt);
+		v = lb_local_forward(ctx, &f->pkt);
 	reason_inc(v.reason, len);
 	return v.action;
 }

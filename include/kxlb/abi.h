@@ -82,7 +82,8 @@ struct kxlb_parse_counters {
 #define KXLB_MAX_BACKENDS 131072
 #define KXLB_MAX_VIP_ADDRS 16384
 #define KXLB_DEFAULT_CT_ENTRIES 262144
-#define KXLB_NH_CACHE_SLOTS 4096 /* per CPU; a power of two */
+#define KXLB_NH_CACHE_SLOTS 4096   /* per CPU; a power of two */
+#define KXLB_FLOW_CACHE_SLOTS 2048 /* per CPU; a power of two */
 #define KXLB_MAX_SOURCE_RANGES 65536
 #define KXLB_DEFAULT_AFFINITY_ENTRIES 65536
 /* Largest Maglev table (slots) a service may have; tables are primes <= this. */
@@ -117,11 +118,13 @@ struct kxlb_frontend_filter {
 
 /* The filter bit of (address, port, protocol): one definition for BPF and C++. Address words and
  * port are taken as stored (network order), so both sides compute the same bit. */
-static inline __u32 kxlb_frontend_bit(const __be32 *addr, __be16 port, __u8 proto)
+static inline __u32 kxlb_frontend_bit(const __be32 *addr, __u8 family, __be16 port, __u8 proto)
 {
-	__u32 h = (__u32)addr[0] ^ ((__u32)addr[1] * 0x9e3779b1u) ^ ((__u32)addr[2] * 0x85ebca6bu) ^
-	          ((__u32)addr[3] * 0xc2b2ae35u);
+	__u32 h = (__u32)addr[0];
 
+	if (family != KXLB_AF_INET) /* words 1..3 of an IPv4 address are 0: the same bit, cheaper */
+		h ^= ((__u32)addr[1] * 0x9e3779b1u) ^ ((__u32)addr[2] * 0x85ebca6bu) ^
+		     ((__u32)addr[3] * 0xc2b2ae35u);
 	h ^= ((__u32)port << 8) ^ proto;
 	h *= 0x9e3779b1u;
 	h ^= h >> 15;
@@ -209,7 +212,8 @@ struct kxlb_backend {
 	__u32 weight;
 };
 
-/* Connection-tracking key (kxlb_ct: client -> VIP as received; kxlb_nat: backend -> node as received). */
+/* Connection-tracking key (kxlb_ct: client -> VIP as received; kxlb_nat: backend -> node as received).
+ * 8-byte aligned: the datapath compares and hashes it as five 64-bit words (flow_cache.h). */
 struct kxlb_flow_key {
 	__be32 saddr[4];
 	__be32 daddr[4];
@@ -218,7 +222,7 @@ struct kxlb_flow_key {
 	__u8 proto;
 	__u8 family;
 	__u8 pad[2];
-};
+} __attribute__((aligned(8)));
 
 /* Next hop cached in a flow entry (refreshed about once a second by the datapath). */
 struct kxlb_nexthop {
@@ -237,6 +241,24 @@ struct kxlb_nh_cache_entry {
 	__u32 ingress_ifindex;
 	struct kxlb_nexthop nh;
 	__u32 pad;
+};
+
+/* kxlb_flow_cache value (per-CPU array of KXLB_FLOW_CACHE_SLOTS; slot: a hash of the key): the
+ * translation of an established full-NAT flow's frames in one direction, so its next frames on
+ * this CPU skip the conntrack (or reverse-NAT) hash lookup. Written by the datapath from the flow's
+ * kxlb_ct / kxlb_nat entry; valid until that entry is due for its once-a-second refresh.
+ * Userspace clears it after deleting flows or changing kxlb_config. */
+struct kxlb_flow_cache_entry {
+	struct kxlb_flow_key key; /* the frame's own 5-tuple */
+	__u64 expires;            /* valid while the kernel's jiffies are <= this; 0: empty */
+	__be32 saddr[4];          /* the frame leaves with these addresses and ports */
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u32 svc_id;
+	__u32 backend_id;
+	__u32 backend_gen; /* forward entries: the backend must still have it; 0: not checked */
+	struct kxlb_nexthop nh;
 };
 
 enum kxlb_ct_flags {

@@ -706,6 +706,162 @@ TEST_P(LbGoldenFlow, RedirectToBackendBehindEth1AndReplyFromEth1) {
     EXPECT_EQ(sc.bytes, in.size() + rep.size());
 }
 
+// ---- Per-CPU flow cache (bpf/lib/flow_cache.h) ----
+// An established flow's frames after its second one are translated from the cache, not from kxlb_ct /
+// kxlb_nat. These tests prove a hit by deleting the flow's map entries behind the cache's back (as an LRU
+// eviction would): a frame still translated exactly as before can only have come from the cache.
+
+// The forward entry's key / the reverse entry's key of a flow of this fixture.
+kxlb_flow_key client_key(bool is6, std::uint8_t proto, std::uint16_t sport, std::uint16_t dport) {
+    return flow_key(is6 ? LbNet::kClient6 : LbNet::kClient4, sport, is6 ? LbNet::kVip6 : LbNet::kVip4, dport, proto);
+}
+
+class LbFlowCache : public LbGoldenFlow {
+protected:
+    // Opens a flow on sport and sends `more` follow-ups (the first of them fills the cache); the hop.
+    Hop open_flow(std::uint16_t sport, int more) {
+        Hop f = forward(is6(), proto(), sport, port(), first());
+        for (int i = 0; i < more; ++i) forward_to(is6(), proto(), sport, port(), next(), f);
+        return f;
+    }
+    // Deletes the flow's forward entry, and its reverse entry unless keep_nat, directly (the cache is not told).
+    void evict(std::uint16_t sport, const Hop& f, bool keep_nat = false) {
+        const auto fds = h_->program().lb_map_fds();
+        const kxlb_flow_key k = client_key(is6(), proto(), sport, port());
+        const kxlb_flow_key r = flow_key(backend(is6(), f.be), kBackendPort, node(is6()), f.snat_port, proto());
+        ASSERT_EQ(bpf_map_delete_elem(fds.ct, &k), 0);
+        if (!keep_nat) {
+            ASSERT_EQ(bpf_map_delete_elem(fds.nat, &r), 0);
+        }
+    }
+    std::uint64_t new_flows() { return svc_counter(svc()).new_flows; }
+};
+
+TEST_P(LbFlowCache, EstablishedFramesComeFromTheCacheByteForByte) {
+    const Hop f = open_flow(43000, 1);
+    reply(is6(), proto(), f, 43000, port(), next("reply 1"));  // fills the reverse entry
+    evict(43000, f);
+    // Both directions keep exactly the translation of the conntrack path: only the cache still knows it.
+    for (int i = 0; i < 3; ++i) {
+        forward_to(is6(), proto(), 43000, port(), next(), f);
+        reply(is6(), proto(), f, 43000, port(), next("reply " + std::to_string(i + 2)));
+    }
+    EXPECT_EQ(flow_count(), 0u);
+    EXPECT_EQ(nat_count(), 0u);
+    const auto sc = svc_counter(svc());
+    EXPECT_EQ(sc.new_flows, 1u);
+    EXPECT_EQ(sc.packets, 2u + 1u + 6u);
+    EXPECT_EQ(backend_counter(svc(), backend(is6(), f.be)).packets, 9u);
+    expect_reasons({{KXLB_R_FWD_TX, 9}});
+
+    // Emptied (as conntrack flush does), the next frame takes the conntrack path: UDP opens a new flow, a TCP
+    // ACK is recovered onto the backend Maglev gives it. Either way a new flow is counted and tracked again.
+    ASSERT_TRUE(clear_flow_cache(h_->program().lb_map_fds().flow_cache));
+    run_expect(client_pkt(is6(), proto(), 43000, port(), next()), XDP_TX);
+    EXPECT_EQ(new_flows(), 2u);
+    EXPECT_EQ(flow_count(), 1u);
+}
+
+TEST_P(LbFlowCache, SecondFrameFillsNotTheFirst) {
+    // After the first frame only (SYN / first datagram), nothing is cached: a flood of new flows cannot churn it.
+    const Hop f = open_flow(43100, 0);
+    evict(43100, f);
+    run_expect(client_pkt(is6(), proto(), 43100, port(), next()), XDP_TX);
+    EXPECT_EQ(new_flows(), 2u) << "the follow-up after an evicted first frame is a new (or recovered) flow";
+}
+
+TEST_P(LbFlowCache, EntriesLastUntilTheFlowsRefreshIsDue) {
+    const Hop f = open_flow(43200, 1);
+    evict(43200, f);
+    forward_to(is6(), proto(), 43200, port(), next(), f);  // served from the cache
+    EXPECT_EQ(new_flows(), 1u);
+    // The conntrack path refreshes an entry once a second; a cached copy never outlives that.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    run_expect(client_pkt(is6(), proto(), 43200, port(), next()), XDP_TX);
+    EXPECT_EQ(new_flows(), 2u);
+}
+
+TEST_P(LbFlowCache, RemovedBackendIsNotServedFromTheCache) {
+    const Hop f = open_flow(43300, 2);
+    std::vector<int> others;
+    for (int i = 1; i <= 3; ++i)
+        if (i != f.be) others.push_back(i);
+    reprogram(is6(), proto(), others);
+    const Hop g = forward(is6(), proto(), 43300, port(), next());  // re-balanced (TCP: recovered) by conntrack
+    EXPECT_NE(g.be, f.be);
+    EXPECT_EQ(new_flows(), 2u);
+}
+
+TEST_P(LbFlowCache, BackendIdOfANewGenerationIsNotServedFromTheCache) {
+    // The id handed to another backend (what the programmer does on reuse: a new generation).
+    const Hop f = open_flow(43350, 2);
+    const auto id = backend_id(svc(), backend(is6(), f.be));
+    ASSERT_TRUE(id);
+    const int fd = h_->program().lb_map_fds().backends;
+    kxlb_backend be{};
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &*id, &be), 0);
+    be.gen += 1;
+    ASSERT_EQ(bpf_map_update_elem(fd, &*id, &be, BPF_EXIST), 0);
+    run_expect(client_pkt(is6(), proto(), 43350, port(), next()), XDP_TX);  // re-balanced by conntrack
+    EXPECT_EQ(new_flows(), 2u);
+    auto ct = flow(is6(), proto(), 43350, port());
+    ASSERT_TRUE(ct);
+    EXPECT_EQ(ct->backend_gen, be.gen);
+}
+
+TEST_P(LbFlowCache, ConfigChangeEmptiesTheCacheAndSameConfigKeepsIt) {
+    const Hop f = open_flow(43400, 1);
+    evict(43400, f);
+    LbConfig cfg = default_lb_config();
+    ASSERT_TRUE(h_->set_config(cfg));  // unchanged: the cache stays
+    forward_to(is6(), proto(), 43400, port(), next(), f);
+    EXPECT_EQ(new_flows(), 1u);
+    cfg.udp_timeout_s += 1;
+    ASSERT_TRUE(h_->set_config(cfg));
+    run_expect(client_pkt(is6(), proto(), 43400, port(), next()), XDP_TX);
+    EXPECT_EQ(new_flows(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(LbGolden, LbFlowCache,
+                         ::testing::Values(FlowParam{false, IPPROTO_TCP}, FlowParam{false, IPPROTO_UDP},
+                                           FlowParam{true, IPPROTO_TCP}, FlowParam{true, IPPROTO_UDP}),
+                         flow_param_name);
+
+// TCP segments that change or check flow state (SYN, FIN, RST) always take the conntrack path, and a closing
+// flow leaves the cache; with TIME_WAIT shorter than the cache's lifetime, TCP flows are not cached at all.
+class LbFlowCacheTcp : public LbFlowCache {};
+
+TEST_P(LbFlowCacheTcp, SynFinAndRstTakeTheConntrackPath) {
+    const Hop f = open_flow(43500, 2);
+    // A SYN on the cached 5-tuple: conntrack sees it (an open flow's SYN is forwarded as before).
+    forward_to(is6(), proto(), 43500, port(), Seg{TCP_SYN, 1000, 0, {}}, f);
+    // FIN both ways: recorded in the flow entry (the cache would have hidden them).
+    forward_to(is6(), proto(), 43500, port(), Seg{TCP_FIN | TCP_ACK, 1010, 7001, {}}, f);
+    reply(is6(), proto(), f, 43500, port(), Seg{TCP_FIN | TCP_ACK, 7001, 1011, {}});
+    auto ct = flow(is6(), proto(), 43500, port());
+    ASSERT_TRUE(ct);
+    EXPECT_EQ(ct->flags & KXLB_CT_F_CLOSED, KXLB_CT_F_CLOSED);
+    // Closed: its last ACK is not served from the cache (the FIN dropped the entry, a closed flow is never
+    // cached again): with the forward entry gone, conntrack will not recover a closed flow and drops it.
+    evict(43500, f, true);
+    run_expect(client_pkt(is6(), proto(), 43500, port(), Seg{TCP_ACK, 1011, 7002, {}}), XDP_DROP);
+    EXPECT_EQ(h_->reason(KXLB_R_DROP_TCP_NO_FLOW), 1u);
+}
+
+TEST_P(LbFlowCacheTcp, ZeroTimeWaitDisablesCachingOfTcp) {
+    LbConfig cfg = default_lb_config();
+    cfg.tcp_timewait_s = 0;  // a port may change hands the moment its flow closes: no cached copy may outlive it
+    ASSERT_TRUE(h_->set_config(cfg));
+    const Hop f = open_flow(43600, 2);
+    evict(43600, f);
+    run_expect(client_pkt(is6(), proto(), 43600, port(), next()), XDP_TX);  // recovered by conntrack
+    EXPECT_EQ(new_flows(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(LbGolden, LbFlowCacheTcp,
+                         ::testing::Values(FlowParam{false, IPPROTO_TCP}, FlowParam{true, IPPROTO_TCP}),
+                         flow_param_name);
+
 INSTANTIATE_TEST_SUITE_P(LbGolden, LbGoldenFlow,
                          ::testing::Values(FlowParam{false, IPPROTO_TCP}, FlowParam{false, IPPROTO_UDP},
                                            FlowParam{true, IPPROTO_TCP}, FlowParam{true, IPPROTO_UDP}),

@@ -764,6 +764,23 @@ protected:
     std::filesystem::path dir_;
     std::unique_ptr<lab::Lab> lab_;
     std::optional<XdpLbProgram> prog_;
+    // Live entries of the datapath's flow cache (all CPUs) for flows toward vip:port.
+    int cached_flows_to(const char* vip, std::uint16_t port) {
+        auto cache = PerCpuArray<kxlb_flow_cache_entry>::bind(prog_->lb_map_fds().flow_cache);
+        EXPECT_TRUE(cache) << cache.error().message;
+        if (!cache) return 0;
+        __be32 want[4];
+        IpAddr::parse(vip).value().to_words(want);
+        int n = 0;
+        for (std::uint32_t i = 0; i < KXLB_FLOW_CACHE_SLOTS; ++i) {
+            auto per_cpu = cache->lookup(i);
+            EXPECT_TRUE(per_cpu) << per_cpu.error().message;
+            if (!per_cpu) return n;
+            for (const auto& e : *per_cpu)
+                n += e.expires != 0 && std::memcmp(e.key.daddr, want, sizeof(want)) == 0 && ntohs(e.key.dport) == port;
+        }
+        return n;
+    }
     int node_ifindex_ = 0;
     Link link_;
     std::optional<BpfLbMaps> maps_;
@@ -1076,6 +1093,9 @@ TEST_F(LbE2E, LongLivedConnectionSurvivesBackendChanges) {
     settle();
     stop = true;
     exchanger.join();
+    // The live datapath served these connections from its per-CPU flow cache: entries for both (the last
+    // exchange was at most ~50 ms ago; entries last up to a second).
+    for (auto& f : flows) EXPECT_GE(cached_flows_to(f.vip, kHttpPort), 1) << f.vip;
     for (auto& f : flows) {
         EXPECT_EQ(f.error, "") << f.vip << " long-lived connection broke after " << f.exchanges << " exchanges";
         EXPECT_GE(f.exchanges.load(), 20) << f.vip;

@@ -65,7 +65,7 @@ TEST_F(LbProgrammerTest, AddServiceWritesBackendsTableAndFrontend) {
 
 bool filter_has(const kxlb_frontend_filter& f, const Frontend& fe) {
     const auto k = fe.key();
-    const auto bit = kxlb_frontend_bit(k.addr, k.port, k.proto);
+    const auto bit = kxlb_frontend_bit(k.addr, k.family, k.port, k.proto);
     return (f.words[bit / 64] >> (bit % 64)) & 1;
 }
 

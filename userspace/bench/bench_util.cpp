@@ -11,11 +11,12 @@
 
 namespace kxlb::bench {
 
-Result<std::unique_ptr<LbInstance>> LbInstance::create(const LbConfig& cfg, std::uint32_t ct_entries) {
+Result<std::unique_ptr<LbInstance>> LbInstance::create(const LbConfig& cfg, std::uint32_t ct_entries, bool flow_cache) {
     if (auto st = validate(cfg); !st) return st.error();
     std::unique_ptr<LbInstance> in(new LbInstance());
     XdpLbLoadOptions lo;
     lo.ct_entries = ct_entries;
+    lo.flow_cache = flow_cache;
     auto prog = XdpLbProgram::load(lo);
     if (!prog) return prog.error();
     in->prog_.emplace(std::move(prog).value());

@@ -27,7 +27,9 @@ using Reasons = std::array<kxlb_counter, kReasonCount>;
 // programmer keeps a reference to the maps): held by unique_ptr.
 class LbInstance {
 public:
-    static Result<std::unique_ptr<LbInstance>> create(const LbConfig& cfg, std::uint32_t ct_entries);
+    // flow_cache: the datapath's per-CPU flow cache on (as deployed) or off (every frame via conntrack).
+    static Result<std::unique_ptr<LbInstance>> create(const LbConfig& cfg, std::uint32_t ct_entries,
+                                                      bool flow_cache = true);
 
     XdpLbProgram& program() { return *prog_; }
     BpfLbMaps& maps() { return *maps_; }

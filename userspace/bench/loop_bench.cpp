@@ -59,11 +59,12 @@ struct LoopPrograms::Impl {
     std::string reused;
 };
 
-Result<LoopPrograms> LoopPrograms::load(int lb_prog_fd) {
+Result<LoopPrograms> LoopPrograms::load(int lb_prog_fd, bool flow_cache) {
     auto kmaps = maps_of(lb_prog_fd);
     if (!kmaps) return kmaps.error();
     auto skel = Skeleton<xdp_lb_bench_bpf_ops>::open();
     if (!skel) return skel.error();
+    skel.value()->rodata->kxlb_flow_cache_on = flow_cache ? 1 : 0;
     std::string reused;
     int n = 0;
     bpf_map* map = nullptr;

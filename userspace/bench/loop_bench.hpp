@@ -24,8 +24,9 @@ struct LoopTemplate {
 class LoopPrograms {
 public:
     // lb_prog_fd: a loaded kxlb_xdp_lb program; every map of the bench object whose name matches one the program
-    // uses is reused (by fd), and every kxlb_* map must match. `reused` lists them, for the report.
-    static Result<LoopPrograms> load(int lb_prog_fd);
+    // uses is reused (by fd), and every kxlb_* map must match. `reused` lists them, for the report. flow_cache: the
+    // wrapped datapath body's flow cache knob (the loaded program's own is not visible from here).
+    static Result<LoopPrograms> load(int lb_prog_fd, bool flow_cache = true);
     ~LoopPrograms();
     LoopPrograms(LoopPrograms&&) noexcept;
     LoopPrograms& operator=(LoopPrograms&&) noexcept;

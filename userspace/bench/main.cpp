@@ -165,12 +165,12 @@ void print_ns(const NsBenchReport& rep) {
         "   raw = mean kernel-reported duration; base = mean of as many xdp_pass runs interleaved with the case\n"
         "   (%.1f ns on average: timer and test-run overhead); net = raw - base; x floor = net / reflector net\n",
         rep.baseline_ns);
-    std::printf("%-28s %7s %6s %6s %7s %7s %7s %11s %5s\n", "case", "raw ns", "p50", "p99", "base", "net ns", "x floor",
+    std::printf("%-34s %7s %6s %6s %7s %7s %7s %11s %5s\n", "case", "raw ns", "p50", "p99", "base", "net ns", "x floor",
                 "target net", "path");
-    std::printf("%s\n", std::string(92, '-').c_str());
+    std::printf("%s\n", std::string(98, '-').c_str());
     for (const auto& c : rep.cases) {
         const auto [ratio, target] = floor_and_target(c, floor_net);
-        std::printf("%-28s %7.1f %6.0f %6.0f %7.1f %7.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.p50_ns, c.p99_ns,
+        std::printf("%-34s %7.1f %6.0f %6.0f %7.1f %7.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.p50_ns, c.p99_ns,
                     c.base_ns, c.mean_ns - c.base_ns, ratio.c_str(), target.c_str(), c.path_ok ? "ok" : "FAIL");
     }
     std::printf("\n   path proof per case (verdict/output checked on every iteration, counter deltas after):\n");
@@ -193,12 +193,12 @@ void print_loop(const NsBenchReport& rep) {
         "   net = raw - base; net min = fastest case call - fastest base call (robust to preemption by other load);\n"
         "   x floor = net / reflector net\n",
         rep.loop_baseline_ns);
-    std::printf("%-28s %7s %6s %6s %7s %7s %8s %7s %11s %5s\n", "case", "raw ns", "min", "max", "base", "net ns",
+    std::printf("%-34s %7s %6s %6s %7s %7s %8s %7s %11s %5s\n", "case", "raw ns", "min", "max", "base", "net ns",
                 "net min", "x floor", "target net", "path");
-    std::printf("%s\n", std::string(101, '-').c_str());
+    std::printf("%s\n", std::string(107, '-').c_str());
     for (const auto& c : rep.loop_cases) {
         const auto [ratio, target] = floor_and_target(c, floor_net);
-        std::printf("%-28s %7.1f %6.0f %6.0f %7.1f %7.1f %8.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.min_ns,
+        std::printf("%-34s %7.1f %6.0f %6.0f %7.1f %7.1f %8.1f %7s %11s %5s\n", c.name.c_str(), c.mean_ns, c.min_ns,
                     c.max_ns, c.base_ns, c.mean_ns - c.base_ns, c.min_ns - c.base_min_ns, ratio.c_str(), target.c_str(),
                     c.path_ok ? "ok" : "FAIL");
     }
@@ -214,7 +214,7 @@ void print_pps(const PpsBenchReport& rep) {
         "   in their softirq context, so this is immune to other load); util = CPU-s / (wall s x threads)\n");
     std::printf("%-10s %3s %7s %13s %8s %8s %9s %5s %10s %10s\n", "setup", "thr", "Mpps", "rounds min-max", "offered",
                 "deliv", "per CPU-s", "util", "kxlb/this", "this/refl");
-    std::printf("%s\n", std::string(92, '-').c_str());
+    std::printf("%s\n", std::string(98, '-').c_str());
     auto find = [&](const std::string& setup, int threads) -> const PpsResult* {
         for (const auto& r : rep.runs)
             if (r.setup == setup && r.threads == threads) return &r;

@@ -144,7 +144,8 @@ public:
 
 private:
     Status build_lab();
-    Result<std::unique_ptr<LbInstance>> make_lb(std::uint32_t ct_entries, std::uint32_t* svc4, std::uint32_t* svc6);
+    Result<std::unique_ptr<LbInstance>> make_lb(std::uint32_t ct_entries, std::uint32_t* svc4, std::uint32_t* svc6,
+                                                bool flow_cache = true);
     // Runs the case and the xdp_pass baseline in kBlocks interleaved blocks (alternating which goes first), so the
     // baseline sees the same machine state; the verdict of every baseline run is checked too.
     // Method loop: the wrappers restore `vary` (if given) or the frame make(0) writes before every run.
@@ -244,9 +245,9 @@ private:
         return tm;
     }
     // Method loop: loads the wrappers onto lb's maps.
-    Status load_loop(LbInstance& lb) {
+    Status load_loop(LbInstance& lb, bool flow_cache = true) {
         loopp_.reset();
-        auto lp = LoopPrograms::load(lb.program().prog_fd());
+        auto lp = LoopPrograms::load(lb.program().prog_fd(), flow_cache);
         if (!lp) return lp.error();
         loopp_.emplace(std::move(lp).value());
         loop_reused_ = loopp_->reused();
@@ -287,7 +288,10 @@ private:
         return opts_.filter.empty() || name.find(opts_.filter) != std::string_view::npos;
     }
     Status case_reflect(NsBenchReport& rep);
-    Status cases_cheap(NsBenchReport& rep);
+    // flow_cache false: the established and reply cases again with the datapath's flow cache off
+    // (", ct path": every frame through kxlb_ct / kxlb_nat, as the first frames of a flow and one frame
+    // per flow and second are).
+    Status cases_cheap(NsBenchReport& rep, bool flow_cache);
     Status case_new_flows(NsBenchReport& rep, bool v6, bool dsr);
     Status cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd);
     using EstablishedCheck =
@@ -332,8 +336,8 @@ Status NsBench::build_lab() {
     return {};
 }
 
-Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, std::uint32_t* svc4,
-                                                     std::uint32_t* svc6) {
+Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, std::uint32_t* svc4, std::uint32_t* svc6,
+                                                     bool flow_cache) {
     LbConfig cfg;
     cfg.hash_seed = 0x6b786c62;
     cfg.snat_v4 = addr(kNode4);
@@ -342,7 +346,7 @@ Result<std::unique_ptr<LbInstance>> NsBench::make_lb(std::uint32_t ct_entries, s
     cfg.snat_port_hi = kSnatHi;
     cfg.encap_src_v4 = Cidr{addr(kEncapSrc4), 24};
     cfg.encap_src_v6 = Cidr{addr(kEncapSrc6), 64};
-    auto lb = LbInstance::create(cfg, ct_entries);
+    auto lb = LbInstance::create(cfg, ct_entries, flow_cache);
     if (!lb) return lb.error();
     for (int fam = 0; fam < 2; ++fam) {
         ServiceSpec s;
@@ -439,19 +443,23 @@ Status NsBench::case_reflect(NsBenchReport& rep) {
 }
 
 // Non-VIP pass, established TCP v4/v6, reply reverse-NAT v4: one datapath instance (default conntrack size).
-Status NsBench::cases_cheap(NsBenchReport& rep) {
+Status NsBench::cases_cheap(NsBenchReport& rep, bool flow_cache) {
+    const std::string sfx = flow_cache ? "" : ", ct path";
+    const std::string est4 = "kxlb established TCP v4" + sfx, est6 = "kxlb established TCP v6" + sfx;
+    const std::string reply4 = "kxlb reply reverse-NAT v4" + sfx;
+    if (!flow_cache && !want(est4) && !want(est6) && !want(reply4)) return {};
     std::uint32_t svc4 = 0, svc6 = 0;
-    auto lbr = make_lb(KXLB_DEFAULT_CT_ENTRIES, &svc4, &svc6);
+    auto lbr = make_lb(KXLB_DEFAULT_CT_ENTRIES, &svc4, &svc6, flow_cache);
     if (!lbr) return lbr.error();
     LbInstance& lb = **lbr;
     if (loop_)
-        if (auto st = load_loop(lb); !st) return st;
+        if (auto st = load_loop(lb, flow_cache); !st) return st;
     const int fd = loop_ ? loopp_->lb_fd() : lb.program().prog_fd();
     const std::uint64_t n = runs();
     const IpAddr backend4 = addr(kBackend4), backend6 = addr(kBackend6), client4 = addr(kClient4);
 
     // --- non-VIP: TCP to an address with no frontend.
-    if (want("kxlb non-VIP pass")) {
+    if (flow_cache && want("kxlb non-VIP pass")) {
         FrameSpec s = spec(kClient4, kOther4, 40000, 443, kTcpAck);
         std::vector<std::uint8_t> f;
         write_frame(s, f);
@@ -483,8 +491,8 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         const IpAddr& be = v6 ? backend6 : backend4;
         const FrameSpec syn = spec(v6 ? kClient6 : kClient4, v6 ? kVip6 : kVip4, 40000, kVipPort, kTcpSyn);
         const FrameLayout l = layout_of(syn);
-        auto st = case_established(rep, lb, fd, v6 ? "kxlb established TCP v6" : "kxlb established TCP v4",
-                                   v6 ? svc6 : svc4, syn, KXLB_R_FWD_TX, "XDP_TX to the backend ",
+        auto st = case_established(rep, lb, fd, (v6 ? est6 : est4).c_str(), v6 ? svc6 : svc4, syn, KXLB_R_FWD_TX,
+                                   "XDP_TX to the backend ",
                                    [&](std::span<const std::uint8_t> out, const std::vector<std::uint8_t>&) {
                                        return bytes_eq(out, l.daddr_off, be.bytes.data(), v6 ? 16 : 4)
                                                   ? std::string()
@@ -492,10 +500,11 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
                                    });
         if (!st) return st;
     }
-    if (auto st = cases_dsr_established(rep, lb, fd); !st) return st;
+    if (flow_cache)
+        if (auto st = cases_dsr_established(rep, lb, fd); !st) return st;
 
     // --- reply of a v4 flow: backend -> node SNAT address:port, reverse-translated back to the client.
-    if (want("kxlb reply reverse-NAT v4")) {
+    if (want(reply4)) {
         FrameSpec syn = spec(kClient4, kVip4, 40001, kVipPort, kTcpSyn);
         if (auto st = open_flow(lb, syn); !st) return st;
         auto conn = Conntrack::bind(lb.fds());
@@ -537,7 +546,7 @@ Status NsBench::cases_cheap(NsBenchReport& rep) {
         auto after = lb.reasons();
         auto svc_after = lb.service(svc4);
         if (!after || !svc_after) return Error::invalid("reading counters failed");
-        auto r = finish("kxlb reply reverse-NAT v4", t, 50.0);
+        auto r = finish(reply4, t, 50.0);
         const bool exact = only_reason_moved(*before, *after, KXLB_R_FWD_TX, n);
         const std::uint64_t nf = svc_after->new_flows - svc_before->new_flows;
         const std::uint64_t pk = svc_after->packets - svc_before->packets;
@@ -714,7 +723,8 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6, bool dsr) {
 
 Status NsBench::all_cases(NsBenchReport& rep) {
     if (auto st = case_reflect(rep); !st) return st;
-    if (auto st = cases_cheap(rep); !st) return st;
+    if (auto st = cases_cheap(rep, true); !st) return st;
+    if (auto st = cases_cheap(rep, false); !st) return st;
     for (bool dsr : {false, true})
         for (bool v6 : {false, true})
             if (auto st = case_new_flows(rep, v6, dsr); !st) return st;
@@ -759,7 +769,11 @@ Result<NsBenchReport> NsBench::run() {
     rep.notes = std::to_string(kBackends) + " backends per service (one address, " + std::to_string(kBackends) +
                 " ports), SNAT ports " + std::to_string(kSnatLo) + "-" + std::to_string(kSnatHi) +
                 "; established/reply/non-VIP share one instance with the default conntrack size (" +
-                std::to_string(KXLB_DEFAULT_CT_ENTRIES) + "); each new-flow case has a fresh instance";
+                std::to_string(KXLB_DEFAULT_CT_ENTRIES) +
+                "); established and reply frames after a flow's second come from the per-CPU flow cache as deployed, "
+                "\", ct path\" cases repeat them on an instance with the cache off (every frame through kxlb_ct / "
+                "kxlb_nat: a flow's first frames, a frame per flow and second, flows beyond the cache); each new-flow "
+                "case has a fresh instance";
     if (!loop_reused_.empty()) rep.notes += "; loop wrappers: " + loop_reused_;
     return rep;
 }

@@ -118,6 +118,13 @@ public:
         return {};
     }
 
+    // Zeroes every CPU's slot of indexes [0, n).
+    Status clear(std::uint32_t n) {
+        for (std::uint32_t i = 0; i < n; ++i)
+            if (auto st = fill(i, V{}); !st) return st;
+        return {};
+    }
+
 private:
     PerCpuArray(int fd, int cpus) : fd_(fd), cpus_(cpus) {}
     int fd_;

@@ -57,7 +57,7 @@ Result<Conntrack> Conntrack::bind(const LbMapFds& fds) {
     if (!ct) return ct.error();
     auto nat = TypedMap<kxlb_flow_key, kxlb_nat_value>::bind(fds.nat);
     if (!nat) return nat.error();
-    return Conntrack(*ct, *nat);
+    return Conntrack(*ct, *nat, fds.flow_cache);
 }
 
 Result<std::vector<Conntrack::Flow>> Conntrack::flows() const {
@@ -92,6 +92,8 @@ Result<std::size_t> Conntrack::flush(std::optional<std::uint32_t> svc_id) {
         if (!r) return r.error();
         removed += *r;
     }
+    // Cached flows would keep their translation for up to a second without their entries.
+    if (auto st = clear_flow_cache(flow_cache_fd_); !st) return st.error();
     return removed;
 }
 

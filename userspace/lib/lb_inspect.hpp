@@ -38,17 +38,19 @@ public:
 
     Result<std::vector<Flow>> flows() const;
     Result<std::vector<Nat>> nat_entries() const;
-    // Deletes forward and reverse entries (of one service if svc_id is set). Flows that continue
+    // Deletes forward and reverse entries (of one service if svc_id is set), and empties the flow
+    // cache. Flows that continue
     // afterwards are new flows again (a TCP ACK is recovered onto its Maglev backend and most
     // likely SNAT port; the backend resets it if that was not the connection's). Returns entries
     // removed.
     Result<std::size_t> flush(std::optional<std::uint32_t> svc_id = std::nullopt);
 
 private:
-    Conntrack(TypedMap<kxlb_flow_key, kxlb_ct_value> ct, TypedMap<kxlb_flow_key, kxlb_nat_value> nat)
-        : ct_(ct), nat_(nat) {}
+    Conntrack(TypedMap<kxlb_flow_key, kxlb_ct_value> ct, TypedMap<kxlb_flow_key, kxlb_nat_value> nat, int flow_cache_fd)
+        : ct_(ct), nat_(nat), flow_cache_fd_(flow_cache_fd) {}
     TypedMap<kxlb_flow_key, kxlb_ct_value> ct_;
     TypedMap<kxlb_flow_key, kxlb_nat_value> nat_;
+    int flow_cache_fd_;  // -1: none
 };
 
 }  // namespace kxlb

@@ -34,7 +34,9 @@ Result<BpfLbMaps> BpfLbMaps::bind(const LbMapFds& fds) {
     if (!ranges) return ranges.error();
     if (auto st = detail::check_map_layout(fds.maglev, sizeof(std::uint32_t), sizeof(std::uint32_t), false); !st)
         return st.error();
-    return BpfLbMaps(*config, *services, *vips, *backends, *filter, *ranges, fds.maglev, fds.tx_ports);
+    if (fds.flow_cache >= 0)
+        if (auto cache = PerCpuArray<kxlb_flow_cache_entry>::bind(fds.flow_cache); !cache) return cache.error();
+    return BpfLbMaps(*config, *services, *vips, *backends, *filter, *ranges, fds.maglev, fds.tx_ports, fds.flow_cache);
 }
 
 Status BpfLbMaps::put_source_range(const kxlb_src_range_key& key) { return source_ranges_.update(key, 1); }
@@ -52,7 +54,19 @@ Result<std::vector<kxlb_src_range_key>> BpfLbMaps::read_source_ranges() const {
     return out;
 }
 
-Status BpfLbMaps::set_config(const kxlb_config& cfg) { return config_.update(0, cfg); }
+Status clear_flow_cache(int fd) {
+    if (fd < 0) return {};
+    auto cache = PerCpuArray<kxlb_flow_cache_entry>::bind(fd);
+    if (!cache) return cache.error();
+    return cache->clear(KXLB_FLOW_CACHE_SLOTS);
+}
+
+Status BpfLbMaps::set_config(const kxlb_config& cfg) {
+    auto cur = config_.lookup(0);
+    if (cur && *cur && std::memcmp(&**cur, &cfg, sizeof(cfg)) == 0) return {};  // unchanged: keep the cache
+    if (auto st = config_.update(0, cfg); !st) return st;
+    return clear_flow_cache(flow_cache_fd_);
+}
 
 Status BpfLbMaps::put_service(const kxlb_vip_key& key, const kxlb_service& svc) { return services_.update(key, svc); }
 

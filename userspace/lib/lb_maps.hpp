@@ -61,7 +61,13 @@ struct LbMapFds {
     int config = -1, services = -1, vip_addrs = -1, backends = -1, maglev = -1, ct = -1, nat = -1, tx_ports = -1;
     int reasons = -1, svc_stats = -1, backend_stats = -1, frontend_filter = -1;
     int source_ranges = -1, affinity = -1;
+    int flow_cache = -1;  // optional (-1: none, e.g. pinned by an older agent)
 };
+
+// Empties the datapath's per-CPU flow cache (kxlb_flow_cache) if fd is one (>= 0): needed after
+// deleting conntrack entries or changing kxlb_config, whose effect a cached flow would otherwise
+// miss for up to a second.
+Status clear_flow_cache(int fd);
 
 // The Maglev table of a service as the datapath reads it (its active half); empty if it has none.
 // outer_fd: the kxlb_maglev map.
@@ -102,7 +108,8 @@ private:
     BpfLbMaps(TypedMap<std::uint32_t, kxlb_config> config, TypedMap<kxlb_vip_key, kxlb_service> services,
               TypedMap<kxlb_vip_addr_key, std::uint32_t> vip_addrs, TypedMap<std::uint32_t, kxlb_backend> backends,
               TypedMap<std::uint32_t, kxlb_frontend_filter> filter,
-              TypedMap<kxlb_src_range_key, std::uint32_t> source_ranges, int maglev_fd, int tx_ports_fd)
+              TypedMap<kxlb_src_range_key, std::uint32_t> source_ranges, int maglev_fd, int tx_ports_fd,
+              int flow_cache_fd)
         : config_(config),
           services_(services),
           vip_addrs_(vip_addrs),
@@ -110,7 +117,8 @@ private:
           filter_(filter),
           source_ranges_(source_ranges),
           maglev_fd_(maglev_fd),
-          tx_ports_fd_(tx_ports_fd) {}
+          tx_ports_fd_(tx_ports_fd),
+          flow_cache_fd_(flow_cache_fd) {}
 
     TypedMap<std::uint32_t, kxlb_config> config_;
     TypedMap<kxlb_vip_key, kxlb_service> services_;
@@ -120,6 +128,7 @@ private:
     TypedMap<kxlb_src_range_key, std::uint32_t> source_ranges_;
     int maglev_fd_;
     int tx_ports_fd_;
+    int flow_cache_fd_;
     // Per service: since when the inactive half of its table has been inactive (epoch: never was).
     std::map<std::uint32_t, std::chrono::steady_clock::time_point> half_free_since_;
     Status publish_new_table(std::uint32_t svc_id, std::span<const std::uint32_t> table);

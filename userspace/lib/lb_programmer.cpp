@@ -152,7 +152,7 @@ Status LbProgrammer::write_filter(const Frontend* extra, std::span<const Fronten
     kxlb_frontend_filter f{};
     auto set = [&f](const Frontend& fe) {
         const kxlb_vip_key k = fe.key();
-        const std::uint32_t bit = kxlb_frontend_bit(k.addr, k.port, k.proto);
+        const std::uint32_t bit = kxlb_frontend_bit(k.addr, k.family, k.port, k.proto);
         f.words[bit / 64] |= 1ULL << (bit % 64);
     };
     for (const auto& [fe, st] : services_) set(fe);

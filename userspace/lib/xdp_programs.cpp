@@ -27,6 +27,7 @@ Result<XdpLbProgram> XdpLbProgram::load(const XdpLbLoadOptions& opts) {
     for (bpf_map* m : {skel.value()->maps.kxlb_ct, skel.value()->maps.kxlb_nat})
         if (int err = bpf_map__set_max_entries(m, opts.ct_entries); err != 0)
             return Error::from_errno(err, "size conntrack maps");
+    skel.value()->rodata->kxlb_flow_cache_on = opts.flow_cache ? 1 : 0;
     if (!opts.pin_root.empty())
         if (auto st = use_pinned_maps(skel.value()->obj, PinLayout{opts.pin_root}); !st) return st.error();
     if (auto st = skel->load(); !st) return st.error();
@@ -64,6 +65,7 @@ LbMapFds lb_map_fds(const xdp_lb_bpf& skel) {
     f.frontend_filter = bpf_map__fd(m.kxlb_frontend_filter);
     f.source_ranges = bpf_map__fd(m.kxlb_source_ranges);
     f.affinity = bpf_map__fd(m.kxlb_affinity);
+    f.flow_cache = bpf_map__fd(m.kxlb_flow_cache);
     return f;
 }
 

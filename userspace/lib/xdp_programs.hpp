@@ -23,6 +23,9 @@ struct ParseStats {
 
 struct XdpLbLoadOptions {
     std::uint32_t ct_entries = KXLB_DEFAULT_CT_ENTRIES;  // conntrack (and reverse NAT) capacity
+    // The per-CPU flow cache of established flows (bpf/lib/flow_cache.h); off: every frame takes the
+    // conntrack path (benchmarks measure that path this way).
+    bool flow_cache = true;
     // Non-empty: reuse the maps pinned under this root (lib/pinning.hpp), pinning any that are
     // missing. Empty: private maps that die with the program.
     std::string pin_root;
