@@ -124,7 +124,7 @@ static __always_inline int decap4(struct xdp_md *ctx, struct cursor *c, __u64 by
 		return decap_verdict(KXLB_DR_PASS_MALFORMED, bytes, XDP_PASS);
 	if (outer.l4_proto != IPPROTO_IPIP)
 		return decap_verdict(KXLB_DR_PASS_NOT_TUNNEL, bytes, XDP_PASS);
-	if (!decap_addr_listed(&outer.daddr.v4, KXLB_AF_INET))
+	if (!decap_addr_listed(&outer.fl.daddr[0], KXLB_AF_INET))
 		return decap_verdict(KXLB_DR_PASS_NOT_DECAP_ADDR, bytes, XDP_PASS);
 	if (outer.flags & PKT_F_FRAGMENT)
 		return decap_verdict(KXLB_DR_PASS_OUTER_FRAGMENT, bytes, XDP_PASS);
@@ -183,7 +183,7 @@ static __always_inline int decap6(struct xdp_md *ctx, struct cursor *c, __u64 by
 		return decap_verdict(KXLB_DR_PASS_MALFORMED, bytes, XDP_PASS);
 	if (outer.l4_proto != IPPROTO_IPV6 && !(outer.flags & PKT_F_IPV6_EXTHDR))
 		return decap_verdict(KXLB_DR_PASS_NOT_TUNNEL, bytes, XDP_PASS);
-	if (!decap_addr_listed(outer.daddr.v6, KXLB_AF_INET6))
+	if (!decap_addr_listed(outer.fl.daddr, KXLB_AF_INET6))
 		return decap_verdict(KXLB_DR_PASS_NOT_DECAP_ADDR, bytes, XDP_PASS);
 	/* Fragment or other extension headers before the tunnel header: not walked. */
 	if (outer.flags & PKT_F_IPV6_EXTHDR)

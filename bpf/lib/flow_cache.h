@@ -31,13 +31,12 @@ extern unsigned int CONFIG_HZ __kconfig __weak;
 static __always_inline __u32 flow_cache_slot(const struct kxlb_flow_key *k)
 {
 	const __u64 *w = (const __u64 *)k;
-	__u64 h = w[0] ^ (w[1] * 0x9e3779b97f4a7c15ULL) ^ w[2] ^ (w[3] * 0xc2b2ae3d27d4eb4fULL) ^
-	          (w[4] * 0x165667b19e3779f9ULL);
+	/* Rotations keep the two halves of each address apart; one multiply mixes (Fibonacci hashing:
+	 * the slot is taken from the product's top bits). */
+	__u64 h = w[0] ^ ((w[1] << 21) | (w[1] >> 43)) ^ ((w[2] << 42) | (w[2] >> 22)) ^
+	          ((w[3] << 13) | (w[3] >> 51)) ^ w[4];
 
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 32;
-	return (__u32)h & (KXLB_FLOW_CACHE_SLOTS - 1);
+	return (__u32)((h * 0x9e3779b97f4a7c15ULL) >> (64 - KXLB_FLOW_CACHE_BITS));
 }
 
 static __always_inline int flow_key_eq(const struct kxlb_flow_key *a, const struct kxlb_flow_key *b)

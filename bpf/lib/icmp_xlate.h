@@ -298,9 +298,9 @@ static __always_inline int lb_icmp_error(struct xdp_md *ctx, const struct pkt *p
 		return 0;
 	snat = family == KXLB_AF_INET ? &cfg->snat_v4 : cfg->snat_v6;
 	to_node = (family == KXLB_AF_INET ? snat[0] : snat[0] | snat[1] | snat[2] | snat[3]) != 0 &&
-	          addr_eq(pkt->daddr.v6, snat, family);
+	          addr_eq(pkt->fl.daddr, snat, family);
 	if (!to_node) {
-		__builtin_memcpy(k.vip.addr, pkt->daddr.v6, 16);
+		__builtin_memcpy(k.vip.addr, pkt->fl.daddr, 16);
 		k.vip.family = family;
 		if (!bpf_map_lookup_elem(&kxlb_vip_addrs, &k.vip))
 			return 0; /* neither the node's SNAT address nor a frontend's */
@@ -318,7 +318,7 @@ static __always_inline int lb_icmp_error(struct xdp_md *ctx, const struct pkt *p
 	v->action = XDP_PASS;
 	v->reason = KXLB_R_PASS_ICMP_NO_FLOW;
 	/* An error about a packet we sent goes to that packet's source. */
-	if (r != ICX_QUOTE_OK || !addr_eq(k.flow.daddr, pkt->daddr.v6, family))
+	if (r != ICX_QUOTE_OK || !addr_eq(k.flow.daddr, pkt->fl.daddr, family))
 		return 1;
 
 	/* Both entries are keyed by the reverse of the quote: a reply B:bp -> N:np (kxlb_nat) for a

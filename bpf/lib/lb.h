@@ -44,19 +44,6 @@ static __always_inline __u32 lb_flow_hash(const struct kxlb_flow_key *k, __u64 s
 	return lb_mix32(h);
 }
 
-static __always_inline void flow_key_from_pkt(struct kxlb_flow_key *k, const struct pkt *pkt,
-                                              __u8 family)
-{
-	__builtin_memcpy(k->saddr, pkt->saddr.v6, 16);
-	__builtin_memcpy(k->daddr, pkt->daddr.v6, 16);
-	k->sport = pkt->sport;
-	k->dport = pkt->dport;
-	k->proto = pkt->l4_proto;
-	k->family = family;
-	k->pad[0] = 0;
-	k->pad[1] = 0;
-}
-
 /* ICMP port unreachable in place of the frame (no usable backend). */
 static __always_inline int lb_icmp_unreach(struct xdp_md *ctx, const struct pkt *pkt, __u8 family)
 {
@@ -535,29 +522,29 @@ static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const st
 static __always_inline int lb_is_reply(const struct kxlb_config *cfg, const struct pkt *pkt,
                                        __u8 family)
 {
-	__u16 dport = bpf_ntohs(pkt->dport);
+	__u16 dport = bpf_ntohs(pkt->fl.dport);
 
 	if (dport < cfg->snat_port_lo || dport > cfg->snat_port_hi)
 		return 0;
 	if (family == KXLB_AF_INET)
-		return cfg->snat_v4 && pkt->daddr.v4 == cfg->snat_v4;
-	return !addr_is_zero(cfg->snat_v6, family) && addr_eq(pkt->daddr.v6, cfg->snat_v6, family);
+		return cfg->snat_v4 && pkt->fl.daddr[0] == cfg->snat_v4;
+	return !addr_is_zero(cfg->snat_v6, family) && addr_eq(pkt->fl.daddr, cfg->snat_v6, family);
 }
 
 static __always_inline int is_vip_addr(const struct pkt *pkt, __u8 family)
 {
 	struct kxlb_vip_addr_key k = {};
 
-	__builtin_memcpy(k.addr, pkt->daddr.v6, 16);
+	__builtin_memcpy(k.addr, pkt->fl.daddr, 16);
 	k.family = family;
 	return bpf_map_lookup_elem(&kxlb_vip_addrs, &k) != NULL;
 }
 
 /* Entry of the load balancer for a parsed IPv4/IPv6 frame without VLAN tags. */
 static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const struct pkt *pkt,
-                                                    __u8 family, __u64 len,
-                                                    struct kxlb_flow_key *fk)
+                                                    __u8 family, __u64 len)
 {
+	const struct kxlb_flow_key *fk = &pkt->fl; /* the frame's conntrack key, as parsed */
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_VIP };
 	struct kxlb_frontend_filter *filter;
 	struct kxlb_config *cfg;
@@ -588,7 +575,6 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
 
 	/* Replies first: a cheap compare rules them out for everything not sent to the SNAT address. */
 	if (lb_is_reply(cfg, pkt, family)) {
-		flow_key_from_pkt(fk, pkt, family);
 		if (lb_cacheable(pkt) && lb_cached_xmit(ctx, pkt, fk, len, &v))
 			return v;
 		return lb_reverse(ctx, pkt, fk, cfg, len);
@@ -598,12 +584,11 @@ static __always_inline struct lb_verdict lb_process(struct xdp_md *ctx, const st
 	 * hash-map lookup or flow key. A set bit may be a collision; lb_forward looks it up. */
 	filter = bpf_map_lookup_elem(&kxlb_frontend_filter, &zero);
 	if (filter) {
-		__u32 bit = kxlb_frontend_bit(pkt->daddr.v6, family, pkt->dport, pkt->l4_proto);
+		__u32 bit = kxlb_frontend_bit(pkt->fl.daddr, family, pkt->fl.dport, pkt->l4_proto);
 
 		if (!(filter->words[bit / 64] & (1ULL << (bit % 64))))
 			return v;
 	}
-	flow_key_from_pkt(fk, pkt, family);
 	if (lb_cacheable(pkt) && lb_cached_xmit(ctx, pkt, fk, len, &v))
 		return v;
 	return lb_forward(ctx, pkt, fk, cfg, len);

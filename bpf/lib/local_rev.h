@@ -48,8 +48,8 @@ static __always_inline int local4_rev_rewrite(struct __sk_buff *skb, const struc
 	__u32 csum = pkt->l4_off + l4_csum_off(pkt->l4_proto);
 	/* UDP over IPv4: a zero checksum (none) stays zero, a computed zero is sent as 0xffff */
 	__u64 mangled = pkt->l4_proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-	__be32 old_addr = pkt->saddr.v4;
-	__be16 old_port = pkt->sport;
+	__be32 old_addr = pkt->fl.saddr[0];
+	__be16 old_port = pkt->fl.sport;
 
 	if (bpf_l4_csum_replace(skb, csum, old_addr, saddr,
 	                        BPF_F_PSEUDO_HDR | mangled | sizeof(saddr)))
@@ -74,13 +74,13 @@ static __always_inline int local6_rev_rewrite(struct __sk_buff *skb, const struc
 	__be32 from[4], to[4];
 	__s64 diff;
 
-	__builtin_memcpy(from, pkt->saddr.v6, 16);
+	__builtin_memcpy(from, pkt->fl.saddr, 16);
 	__builtin_memcpy(to, saddr, 16);
 	diff = bpf_csum_diff(from, sizeof(from), to, sizeof(to), 0);
 	/* size 0: `to` is a checksum difference, not a 2/4-byte value */
 	if (bpf_l4_csum_replace(skb, csum, 0, (__u64)diff, BPF_F_PSEUDO_HDR | mangled))
 		return -1;
-	if (bpf_l4_csum_replace(skb, csum, pkt->sport, sport, mangled | sizeof(sport)))
+	if (bpf_l4_csum_replace(skb, csum, pkt->fl.sport, sport, mangled | sizeof(sport)))
 		return -1;
 	if (bpf_skb_store_bytes(skb, pkt->l3_off + offsetof(struct ipv6hdr, saddr), to, sizeof(to),
 	                        0))
@@ -101,10 +101,10 @@ static __always_inline __u32 local_rev_xlate(struct __sk_buff *skb, const struct
 	__u64 now;
 	int refresh;
 
-	__builtin_memcpy(rk.saddr, pkt->saddr.v6, 16);
-	__builtin_memcpy(rk.daddr, pkt->daddr.v6, 16);
-	rk.sport = pkt->sport;
-	rk.dport = pkt->dport;
+	__builtin_memcpy(rk.saddr, pkt->fl.saddr, 16);
+	__builtin_memcpy(rk.daddr, pkt->fl.daddr, 16);
+	rk.sport = pkt->fl.sport;
+	rk.dport = pkt->fl.dport;
 	rk.proto = pkt->l4_proto;
 	rk.family = family;
 	nat = bpf_map_lookup_elem(&kxlb_nat, &rk);

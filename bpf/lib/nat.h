@@ -42,11 +42,11 @@ static __always_inline int lb4_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	if ((void *)(l4sum + 1) > end)
 		return -1;
 
-	csum_delta32(&d_ip, pkt->saddr.v4, saddr);
-	csum_delta32(&d_ip, pkt->daddr.v4, daddr);
+	csum_delta32(&d_ip, pkt->fl.saddr[0], saddr);
+	csum_delta32(&d_ip, pkt->fl.daddr[0], daddr);
 	d_l4 = d_ip; /* the pseudo-header carries the same addresses */
-	csum_delta16(&d_l4, pkt->sport, sport);
-	csum_delta16(&d_l4, pkt->dport, dport);
+	csum_delta16(&d_l4, pkt->fl.sport, sport);
+	csum_delta16(&d_l4, pkt->fl.dport, dport);
 
 	ip->check = csum_apply(ip->check, d_ip);
 	ip->saddr = saddr;
@@ -84,10 +84,10 @@ static __always_inline int lb6_rewrite(struct xdp_md *ctx, const struct pkt *pkt
 	if ((void *)(l4sum + 1) > end)
 		return -1;
 
-	csum_delta128(&d, pkt->saddr.v6, saddr);
-	csum_delta128(&d, pkt->daddr.v6, daddr);
-	csum_delta16(&d, pkt->sport, sport);
-	csum_delta16(&d, pkt->dport, dport);
+	csum_delta128(&d, pkt->fl.saddr, saddr);
+	csum_delta128(&d, pkt->fl.daddr, daddr);
+	csum_delta16(&d, pkt->fl.sport, sport);
+	csum_delta16(&d, pkt->fl.dport, dport);
 	c = csum_apply(*l4sum, d);
 	if (pkt->l4_proto == IPPROTO_UDP && c == 0)
 		c = 0xffff;

@@ -46,12 +46,9 @@ struct pkt {
 	__u8 l3_stat; /* kxlb_parse_stat of the ethertype (ipv4, ipv6, arp, l3_other); 0: not reached */
 	__u8 l4_stat; /* kxlb_parse_stat of the L4 header (tcp, udp, icmp, icmpv6, l4_other); 0: none */
 	__u32 flags; /* PKT_F_* */
-	__be16 sport;
-	__be16 dport;
-	union {
-		__be32 v4;
-		__be32 v6[4];
-	} saddr, daddr;
+	/* Addresses (IPv4 in word 0, the rest 0), ports, protocol and family: for a TCP/UDP frame, its
+	 * conntrack key as is. */
+	struct kxlb_flow_key fl;
 };
 
 /* start..end: the bytes the program may read directly. len: the packet's full length from start,
@@ -118,8 +115,8 @@ static __always_inline int parse_tcp(struct cursor *c, struct pkt *pkt)
 		return KXLB_PS_ERR_TRUNC_TCP;
 	if (hdr_len > sizeof(*th) && !cursor_pull(c, hdr_len - sizeof(*th)))
 		return KXLB_PS_ERR_TRUNC_TCP;
-	pkt->sport = th->source;
-	pkt->dport = th->dest;
+	pkt->fl.sport = th->source;
+	pkt->fl.dport = th->dest;
 	pkt->tcp_flags = ((__u8 *)th)[13];
 	pkt->flags |= PKT_F_L4;
 	pkt->l4_stat = KXLB_PS_TCP;
@@ -136,8 +133,8 @@ static __always_inline int parse_udp(struct cursor *c, struct pkt *pkt)
 	len = bpf_ntohs(uh->len);
 	if (len < sizeof(*uh) || len > pkt->l4_len)
 		return KXLB_PS_ERR_UDP_LEN;
-	pkt->sport = uh->source;
-	pkt->dport = uh->dest;
+	pkt->fl.sport = uh->source;
+	pkt->fl.dport = uh->dest;
 	pkt->flags |= PKT_F_L4;
 	pkt->l4_stat = KXLB_PS_UDP;
 	return 0;
@@ -200,9 +197,11 @@ static __always_inline int parse_ipv4(struct cursor *c, struct pkt *pkt)
 		return KXLB_PS_ERR_IPV4_TOTLEN;
 
 	pkt->l4_proto = ip->protocol;
+	pkt->fl.proto = ip->protocol;
+	pkt->fl.family = KXLB_AF_INET;
 	pkt->l4_len = tot_len - hdr_len;
-	pkt->saddr.v4 = ip->saddr;
-	pkt->daddr.v4 = ip->daddr;
+	pkt->fl.saddr[0] = ip->saddr;
+	pkt->fl.daddr[0] = ip->daddr;
 	frag = bpf_ntohs(ip->frag_off);
 	if (frag & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) {
 		pkt->flags |= PKT_F_FRAGMENT;
@@ -245,9 +244,11 @@ static __always_inline int parse_ipv6(struct cursor *c, struct pkt *pkt)
 		return KXLB_PS_ERR_IPV6_PAYLEN;
 
 	pkt->l4_proto = ip6->nexthdr;
+	pkt->fl.proto = ip6->nexthdr;
+	pkt->fl.family = KXLB_AF_INET6;
 	pkt->l4_len = payload_len;
-	__builtin_memcpy(pkt->saddr.v6, &ip6->saddr, sizeof(pkt->saddr.v6));
-	__builtin_memcpy(pkt->daddr.v6, &ip6->daddr, sizeof(pkt->daddr.v6));
+	__builtin_memcpy(pkt->fl.saddr, &ip6->saddr, sizeof(pkt->fl.saddr));
+	__builtin_memcpy(pkt->fl.daddr, &ip6->daddr, sizeof(pkt->fl.daddr));
 	if (ipv6_is_exthdr(ip6->nexthdr)) {
 		pkt->flags |= PKT_F_IPV6_EXTHDR;
 		return 0;

@@ -39,15 +39,15 @@ static __always_inline int kxlb_reflect_main(struct xdp_md *ctx)
 
 		if ((void *)(ip + 1) > end)
 			return XDP_PASS;
-		ip->saddr = pkt.daddr.v4;
-		ip->daddr = pkt.saddr.v4;
+		ip->saddr = pkt.fl.daddr[0];
+		ip->daddr = pkt.fl.saddr[0];
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > end)
 			return XDP_PASS;
-		__builtin_memcpy(&ip6->saddr, pkt.daddr.v6, sizeof(ip6->saddr));
-		__builtin_memcpy(&ip6->daddr, pkt.saddr.v6, sizeof(ip6->daddr));
+		__builtin_memcpy(&ip6->saddr, pkt.fl.daddr, sizeof(ip6->saddr));
+		__builtin_memcpy(&ip6->daddr, pkt.fl.saddr, sizeof(ip6->daddr));
 	}
 	port = ports[0];
 	ports[0] = ports[1];

@@ -39,26 +39,21 @@ static __always_inline void count_observations(const struct pkt *pkt, int err, _
 		parse_stat_inc(pc, pkt->l4_stat, len);
 }
 
-/* The frame being processed, per CPU: its parse result and flow key live here rather than on the
- * 512-byte stack, which the out-of-line conntrack paths (lb.h) need for themselves (the verifier
- * counts a call chain's frames together). Safe as XDP runs to completion on one CPU without
- * nesting. */
-struct lb_frame {
-	struct pkt pkt;
-	struct kxlb_flow_key fk;
-};
-
+/* The frame being processed, per CPU: its parse result (with its flow key) lives here rather than on
+ * the 512-byte stack, which the conntrack paths need for themselves, and where clang cannot split it
+ * into scalars (it did: re-zeroing them at every early exit of the parser, dozens of stores on every
+ * frame's path). Safe as XDP runs to completion on one CPU without nesting. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct lb_frame);
+	__type(value, struct pkt);
 } kxlb_frame SEC(".maps");
 
 static __always_inline int kxlb_xdp_lb_main(struct xdp_md *ctx)
 {
 	struct lb_verdict v = { XDP_PASS, KXLB_R_PASS_NOT_IP };
-	struct lb_frame *f;
+	struct pkt *pkt;
 	struct cursor c;
 	__u32 zero = 0;
 	__u64 len;
@@ -66,27 +61,27 @@ static __always_inline int kxlb_xdp_lb_main(struct xdp_md *ctx)
 
 	cursor_init(&c, ctx);
 	len = c.end - c.start;
-	f = bpf_map_lookup_elem(&kxlb_frame, &zero);
-	if (!f) { /* cannot happen (one entry per CPU); still a counted outcome */
+	pkt = bpf_map_lookup_elem(&kxlb_frame, &zero);
+	if (!pkt) { /* cannot happen (one entry per CPU); still a counted outcome */
 		reason_inc(KXLB_R_PASS_MALFORMED, len);
 		return XDP_PASS;
 	}
-	__builtin_memset(&f->pkt, 0, sizeof(f->pkt));
-	err = parse_packet(&c, &f->pkt);
-	count_observations(&f->pkt, err, len);
+	__builtin_memset(pkt, 0, sizeof(*pkt));
+	err = parse_packet(&c, pkt);
+	count_observations(pkt, err, len);
 
 	if (err)
 		v.reason =
 			KXLB_R_PASS_MALFORMED; /* the kernel stack drops (and counts) bad frames */
-	else if (f->pkt.vlan_tags)
+	else if (pkt->vlan_tags)
 		v.reason = KXLB_R_PASS_VLAN;
-	else if (f->pkt.l3_proto == ETH_P_IP)
-		v = lb_process(ctx, &f->pkt, KXLB_AF_INET, len, &f->fk);
-	else if (f->pkt.l3_proto == ETH_P_IPV6)
-		v = lb_process(ctx, &f->pkt, KXLB_AF_INET6, len, &f->fk);
+	else if (pkt->l3_proto == ETH_P_IP)
+		v = lb_process(ctx, pkt, KXLB_AF_INET, len);
+	else if (pkt->l3_proto == ETH_P_IPV6)
+		v = lb_process(ctx, pkt, KXLB_AF_INET6, len);
 	if (v.action ==
 	    LB_ACT_LOCAL) /* a local backend's flow: see lb_local_forward for why here */
-		v = lb_local_forward(ctx, &f->pkt);
+		v = lb_local_forward(ctx, pkt);
 	reason_inc(v.reason, len);
 	return v.action;
 }

@@ -82,8 +82,9 @@ struct kxlb_parse_counters {
 #define KXLB_MAX_BACKENDS 131072
 #define KXLB_MAX_VIP_ADDRS 16384
 #define KXLB_DEFAULT_CT_ENTRIES 262144
-#define KXLB_NH_CACHE_SLOTS 4096   /* per CPU; a power of two */
-#define KXLB_FLOW_CACHE_SLOTS 2048 /* per CPU; a power of two */
+#define KXLB_NH_CACHE_SLOTS 4096 /* per CPU; a power of two */
+#define KXLB_FLOW_CACHE_BITS 11
+#define KXLB_FLOW_CACHE_SLOTS (1u << KXLB_FLOW_CACHE_BITS) /* per CPU */
 #define KXLB_MAX_SOURCE_RANGES 65536
 #define KXLB_DEFAULT_AFFINITY_ENTRIES 65536
 /* Largest Maglev table (slots) a service may have; tables are primes <= this. */
