@@ -25,9 +25,7 @@ const volatile __u32 kxlb_flow_cache_on = 1;
  * call on the cached path. Unknown (0): the cache stays off. */
 extern unsigned int CONFIG_HZ __kconfig __weak;
 
-/* The key as five 64-bit words (struct kxlb_flow_key is 40 bytes, 8-byte aligned where used). */
-#define FLOW_KEY_WORDS (sizeof(struct kxlb_flow_key) / 8)
-
+/* Both take the key as five 64-bit words: struct kxlb_flow_key is 40 bytes and 8-byte aligned. */
 static __always_inline __u32 flow_cache_slot(const struct kxlb_flow_key *k)
 {
 	const __u64 *w = (const __u64 *)k;
