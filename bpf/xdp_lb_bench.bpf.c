@@ -6,7 +6,15 @@
  *                 after a DSR encapsulation the restore first shrinks the head back (one extra
  *                 bpf_xdp_adjust_head, counted in the DSR cases' loop figures, not in the baseline);
  *   bench_base    restore + XDP_PASS: the baseline that "net" subtracts;
- *   bench_reflect restore + the reflector's body (lib/reflect_main.h): the floor.
+ *   bench_reflect restore + the reflector's body (lib/reflect_main.h): the floor;
+ *   bench_ct_probe restore + the datapath's parser + one kxlb_ct lookup of the frame's 5-tuple: the
+ *                 first step of any frame that may open a flow, measured alone (new-flow cases: with
+ *                 bench_vary on a fresh 5-tuple, the lookup misses in a table of live flows; the
+ *                 misses are counted in bench_probe_misses, the hits in bench_probe_hits);
+ *   bench_table_read restore + one read of a pseudo-random 64-byte slot among the first
+ *                 2^bench_table_bits of bench_table (up to 64 MiB: 1M flows in 64-byte slots): the
+ *                 memory latency that any flow-table design of that size pays at least once per new
+ *                 flow, whatever its code.
  * With bench_vary set, the restore also writes a fresh source port and address derived from a per-CPU
  * iteration counter, so every bench_lb iteration is a new 5-tuple (the checksums are then stale:
  * the datapath only updates them incrementally, it never validates them). bench_base does the same
@@ -26,6 +34,25 @@ __u32 bench_vary = 0;                      /* 1: fresh source port and address p
 __u32 bench_sport_off = 0;                 /* offset of the L4 source port */
 __u32 bench_saddr_off = 0;  /* offset of the last 32-bit word of the source address */
 __u32 bench_saddr_base = 0; /* host order: word = base + (n >> 15), port = 0x8000 | (n & 0x7fff) */
+/* bench_ct_probe's outcomes, read by userspace (the bench runs on one pinned CPU). */
+__u64 bench_probe_misses = 0;
+__u64 bench_probe_hits = 0;
+__u64 bench_table_reads = 0; /* bench_table_read's runs so far; picks its slot */
+__u64 bench_table_sum = 0;   /* the sum of the slots read (0): chains each read to the last */
+__u32 bench_table_bits =
+	0; /* bench_table_read reads the first 2^bits slots (1..BENCH_TABLE_BITS) */
+
+#define BENCH_TABLE_BITS 20
+struct bench_slot {
+	__u64 w[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << BENCH_TABLE_BITS);
+	__type(key, __u32);
+	__type(value, struct bench_slot);
+} bench_table SEC(".maps");
 
 /* Runs so far on this CPU (vary only): never repeats, so no 5-tuple repeats either. */
 struct {
@@ -98,6 +125,55 @@ int bench_reflect(struct xdp_md *ctx)
 	if (restore(ctx))
 		return XDP_ABORTED;
 	return kxlb_reflect_main(ctx);
+}
+
+SEC("xdp")
+int bench_ct_probe(struct xdp_md *ctx)
+{
+	struct pkt *pkt;
+	struct cursor c;
+	__u32 zero = 0;
+
+	if (restore(ctx))
+		return XDP_ABORTED;
+	pkt = bpf_map_lookup_elem(&kxlb_frame, &zero);
+	if (!pkt)
+		return XDP_ABORTED;
+	cursor_init(&c, ctx);
+	__builtin_memset(pkt, 0, sizeof(*pkt));
+	if (parse_packet(&c, pkt))
+		return XDP_ABORTED;
+	if (bpf_map_lookup_elem(&kxlb_ct, &pkt->fl)) {
+		bench_probe_hits++;
+		return XDP_DROP;
+	}
+	bench_probe_misses++;
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int bench_table_read(struct xdp_md *ctx)
+{
+	struct bench_slot *slot;
+	__u32 idx, bits;
+
+	if (restore(ctx))
+		return XDP_ABORTED;
+	/* Fibonacci hashing of the run number, so consecutive runs land far apart, plus what the
+	 * previous run read (always 0: the table stays zeroed). That dependence makes each read wait
+	 * for the one before, as in the datapath: there, the next frame's lookup is hundreds of
+	 * instructions later, beyond the CPU's out-of-order window, so every miss costs its full
+	 * latency. Without it, the CPU overlaps the reads of consecutive runs. */
+	bits = bench_table_bits;
+	if (bits < 1 || bits > BENCH_TABLE_BITS)
+		return XDP_ABORTED;
+	idx = (__u32)(((bench_table_reads++ + bench_table_sum) * 0x9e3779b97f4a7c15ULL) >>
+	              (64 - bits));
+	slot = bpf_map_lookup_elem(&bench_table, &idx);
+	if (!slot)
+		return XDP_ABORTED;
+	bench_table_sum += slot->w[0];
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

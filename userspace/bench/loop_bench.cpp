@@ -81,7 +81,7 @@ Result<LoopPrograms> LoopPrograms::load(int lb_prog_fd, bool flow_cache) {
         if (!match) {
             if (std::strncmp(name, "kxlb_", 5) == 0)
                 return Error::invalid(std::string("bench loader: the datapath program has no map ") + name);
-            continue;  // bench_iter: the bench's own
+            continue;  // bench_iter, bench_table: the bench's own
         }
         if (int err = bpf_map__reuse_fd(map, match->fd.get()); err != 0)
             return Error::from_errno(-err, std::string("reuse map ") + name);
@@ -100,6 +100,12 @@ LoopPrograms& LoopPrograms::operator=(LoopPrograms&&) noexcept = default;
 int LoopPrograms::lb_fd() const { return bpf_program__fd(impl_->skel->progs.bench_lb); }
 int LoopPrograms::base_fd() const { return bpf_program__fd(impl_->skel->progs.bench_base); }
 int LoopPrograms::reflect_fd() const { return bpf_program__fd(impl_->skel->progs.bench_reflect); }
+int LoopPrograms::ct_probe_fd() const { return bpf_program__fd(impl_->skel->progs.bench_ct_probe); }
+std::uint64_t LoopPrograms::probe_misses() const { return impl_->skel->bss->bench_probe_misses; }
+std::uint64_t LoopPrograms::probe_hits() const { return impl_->skel->bss->bench_probe_hits; }
+int LoopPrograms::table_read_fd() const { return bpf_program__fd(impl_->skel->progs.bench_table_read); }
+void LoopPrograms::set_table_bits(std::uint32_t bits) { impl_->skel->bss->bench_table_bits = bits; }
+std::uint64_t LoopPrograms::table_reads() const { return impl_->skel->bss->bench_table_reads; }
 const std::string& LoopPrograms::reused() const { return impl_->reused; }
 
 void LoopPrograms::set_template(const LoopTemplate& t) {

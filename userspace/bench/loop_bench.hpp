@@ -34,6 +34,15 @@ public:
     int lb_fd() const;
     int base_fd() const;
     int reflect_fd() const;
+    int ct_probe_fd() const;
+    // bench_ct_probe's counts of kxlb_ct lookups that missed and hit, since the load.
+    std::uint64_t probe_misses() const;
+    std::uint64_t probe_hits() const;
+    // bench_table_read: one read of a pseudo-random 64-byte slot per run, among the first 2^bits slots (bits 1..20:
+    // up to 64 MiB); its runs since the load.
+    int table_read_fd() const;
+    void set_table_bits(std::uint32_t bits);
+    std::uint64_t table_reads() const;
     // Sets the frame every program restores (takes effect on the next run).
     void set_template(const LoopTemplate& t);
     const std::string& reused() const;

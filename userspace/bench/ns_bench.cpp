@@ -293,6 +293,10 @@ private:
     // per flow and second are).
     Status cases_cheap(NsBenchReport& rep, bool flow_cache);
     Status case_new_flows(NsBenchReport& rep, bool v6, bool dsr);
+    // Method loop, after a full-NAT new-flow case on the same instance: the conntrack lookup alone, with a
+    // fresh 5-tuple per run (a miss among the live flows that case opened): the floor under a new flow.
+    Status case_ct_probe(NsBenchReport& rep, bool v6, const LoopTemplate& vary, std::uint64_t flows,
+                         std::uint32_t ct_size);
     Status cases_dsr_established(NsBenchReport& rep, LbInstance& lb, int fd);
     using EstablishedCheck =
         std::function<std::string(std::span<const std::uint8_t> out, const std::vector<std::uint8_t>& in)>;
@@ -718,6 +722,53 @@ Status NsBench::case_new_flows(NsBenchReport& rep, bool v6, bool dsr) {
                ", fresh 5-tuple each; reasons: " + describe_delta(*before, *after) + "; service new_flows +" +
                std::to_string(nf) + "; " + fill;
     cases_of(rep).push_back(std::move(r));
+    if (loop_ && !dsr) return case_ct_probe(rep, v6, vary, n, ct_size);
+    return {};
+}
+
+Status NsBench::case_ct_probe(NsBenchReport& rep, bool v6, const LoopTemplate& vary, std::uint64_t flows,
+                              std::uint32_t ct_size) {
+    // The wrappers' run counter goes on from where the new-flow case left it: every 5-tuple is fresh again.
+    const std::string name = v6 ? "kxlb new flow v6, ct probe only" : "kxlb new flow v4, ct probe only";
+    const std::uint64_t misses0 = loopp_->probe_misses(), hits0 = loopp_->probe_hits();
+    auto none = [](std::uint64_t, std::vector<std::uint8_t>&) {};
+    auto t = timed(
+        loopp_->ct_probe_fd(), none,
+        [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) {
+            return v == XDP_PASS ? std::string() : "probe verdict " + verdict_name(v) + " (not a miss)";
+        },
+        &vary);
+    auto r = finish(name, t, std::nullopt);
+    const std::uint64_t misses = loopp_->probe_misses() - misses0, hits = loopp_->probe_hits() - hits0;
+    r.path_ok = r.path_ok && misses == runs() && hits == 0;
+    r.proof += "parse + one kxlb_ct lookup of a fresh 5-tuple among the " + std::to_string(flows) +
+               " live flows above (table of " + std::to_string(ct_size) + "): " + std::to_string(misses) + " misses, " +
+               std::to_string(hits) +
+               " hits. Every new flow starts with this lookup (a retransmitted SYN must find its flow)";
+    cases_of(rep).push_back(std::move(r));
+    if (v6) return {};
+
+    // The same floor for any design: one read of a random slot in a table of 64-byte slots as big as the flows above
+    // (1M: 64 MiB) and as the default conntrack size (KXLB_DEFAULT_CT_ENTRIES: 16 MiB).
+    for (const std::uint32_t bits : {20U, 18U}) {
+        const std::uint64_t slots = 1ULL << bits, mib = (slots * 64) >> 20;
+        loopp_->set_table_bits(bits);
+        const std::uint64_t reads0 = loopp_->table_reads();
+        auto tr = timed(
+            loopp_->table_read_fd(), none,
+            [](std::uint64_t, std::uint32_t v, std::span<const std::uint8_t>) {
+                return v == XDP_PASS ? std::string() : "table read verdict " + verdict_name(v);
+            },
+            &vary);
+        auto rr = finish("new flow floor: " + std::to_string(mib) + " MiB table read", tr, std::nullopt);
+        const std::uint64_t reads = loopp_->table_reads() - reads0;
+        rr.path_ok = rr.path_ok && reads == runs();
+        rr.proof += std::to_string(reads) + " reads of one pseudo-random 64-byte slot of " + std::to_string(slots) +
+                    " (" + std::to_string(mib) +
+                    " MiB), each waiting for the one before: the memory latency a new flow pays at least once in any "
+                    "flow table of that size";
+        cases_of(rep).push_back(std::move(rr));
+    }
     return {};
 }
 
