@@ -17,6 +17,16 @@ struct {
 	__type(value, struct kxlb_flow_cache_entry);
 } kxlb_flow_cache SEC(".maps");
 
+/* Hits, misses and fills (struct kxlb_flow_cache_counters), read by the agent and kxlbctl. Not
+ * "kxlb_flow_cache_stats": the kernel keeps 15 characters of a map's name, which would make it
+ * indistinguishable from kxlb_flow_cache. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kxlb_flow_cache_counters);
+} kxlb_fcache_stats SEC(".maps");
+
 /* 0 turns the cache off (every frame takes the conntrack path); set by the loader. */
 const volatile __u32 kxlb_flow_cache_on = 1;
 
@@ -24,6 +34,31 @@ const volatile __u32 kxlb_flow_cache_on = 1;
  * expire in jiffies: bpf_jiffies64() is inlined by the verifier, a clock read without a helper
  * call on the cached path. Unknown (0): the cache stays off. */
 extern unsigned int CONFIG_HZ __kconfig __weak;
+
+enum flow_cache_event {
+	FLOW_CACHE_HIT,
+	FLOW_CACHE_MISS,
+	FLOW_CACHE_FILL,
+};
+
+/* Counts one event in kxlb_fcache_stats (per-CPU entry: plain increments). */
+static __always_inline void flow_cache_count(enum flow_cache_event ev)
+{
+	struct kxlb_flow_cache_counters *c;
+	__u32 zero = 0;
+
+	if (!kxlb_flow_cache_on || !CONFIG_HZ)
+		return;
+	c = bpf_map_lookup_elem(&kxlb_fcache_stats, &zero);
+	if (!c)
+		return;
+	if (ev == FLOW_CACHE_HIT)
+		c->hits++;
+	else if (ev == FLOW_CACHE_MISS)
+		c->misses++;
+	else
+		c->fills++;
+}
 
 /* Both take the key as five 64-bit words: struct kxlb_flow_key is 40 bytes and 8-byte aligned. */
 static __always_inline __u32 flow_cache_slot(const struct kxlb_flow_key *k)
@@ -91,6 +126,7 @@ static __always_inline void flow_cache_put(const struct kxlb_flow_key *k, __u64 
 	e->backend_id = backend_id;
 	e->backend_gen = backend_gen;
 	e->nh = *nh;
+	flow_cache_count(FLOW_CACHE_FILL);
 }
 
 /* Forgets key k's entry on this CPU (its flow is closing). */

@@ -213,6 +213,7 @@ static __always_inline int lb_cached_xmit(struct xdp_md *ctx, const struct pkt *
 	}
 	lb_counter_inc(&kxlb_svc_stats, e->svc_id, len, 0);
 	lb_counter_inc(&kxlb_backend_stats, e->backend_id, len, 0);
+	flow_cache_count(FLOW_CACHE_HIT);
 	v->action = fib_xmit(ctx, &e->nh, &v->reason);
 	return 1;
 }
@@ -432,6 +433,7 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		return v;
 	} else if (!new_flow && lb_may_cache(cfg, pkt, ct->flags)) {
 		/* from the second frame on: a flood of new flows does not churn the cache */
+		flow_cache_count(FLOW_CACHE_MISS);
 		flow_cache_put(fk, ct->last_seen_ns, now, src, be->addr, snat_port, be->port,
 		               svc_id, bid, be->gen, &nh);
 	}
@@ -507,10 +509,12 @@ static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const st
 		v.reason = KXLB_R_PASS_MALFORMED;
 		return v;
 	}
-	if (lb_may_cache(cfg, pkt, nat->flags) && (be = backend_get(nat->backend_id)))
+	if (lb_may_cache(cfg, pkt, nat->flags) && (be = backend_get(nat->backend_id))) {
+		flow_cache_count(FLOW_CACHE_MISS);
 		flow_cache_put(rk, nat->last_seen_ns, now, nat->vip_addr, nat->client_addr,
 		               nat->vip_port, nat->client_port, nat->svc_id, nat->backend_id,
 		               be->gen, &nh);
+	}
 	lb_counter_inc(&kxlb_svc_stats, nat->svc_id, len, 0);
 	lb_counter_inc(&kxlb_backend_stats, nat->backend_id, len, 0);
 	v.action = fib_xmit(ctx, &nh, &v.reason);

@@ -262,6 +262,17 @@ struct kxlb_flow_cache_entry {
 	struct kxlb_nexthop nh;
 };
 
+/* Per-CPU counters of the flow cache (kxlb_fcache_stats, one entry); counted only while the
+ * cache is on. A miss is a frame the cache could have carried (mid-connection TCP or UDP of an
+ * established full-NAT flow, either direction) that took the conntrack path instead: the flow's
+ * second frame, its first frame on this CPU, its once-a-second refresh, a slot shared with another
+ * flow. hits / (hits + misses) is the share of such frames the cache carried. */
+struct kxlb_flow_cache_counters {
+	__u64 hits;   /* frames sent from the cache */
+	__u64 misses; /* frames of cacheable flows that took the conntrack path */
+	__u64 fills; /* entries written (a miss fills unless the flow's refresh is due within a tick) */
+};
+
 enum kxlb_ct_flags {
 	KXLB_CT_F_FIN_CLIENT = 1 << 0,  /* FIN seen from the client */
 	KXLB_CT_F_FIN_BACKEND = 1 << 1, /* FIN seen from the backend */

@@ -735,6 +735,18 @@ protected:
         }
     }
     std::uint64_t new_flows() { return svc_counter(svc()).new_flows; }
+    // kxlb_fcache_stats summed over CPUs, as the agent and kxlbctl read it.
+    kxlb_flow_cache_counters cache_counters() {
+        auto fc = h_->counters().flow_cache();
+        EXPECT_TRUE(fc && *fc);
+        return fc && *fc ? **fc : kxlb_flow_cache_counters{};
+    }
+    void expect_cache_counters(std::uint64_t hits, std::uint64_t misses, std::uint64_t fills) {
+        const auto c = cache_counters();
+        EXPECT_EQ(c.hits, hits);
+        EXPECT_EQ(c.misses, misses);
+        EXPECT_EQ(c.fills, fills);
+    }
 };
 
 TEST_P(LbFlowCache, EstablishedFramesComeFromTheCacheByteForByte) {
@@ -753,6 +765,8 @@ TEST_P(LbFlowCache, EstablishedFramesComeFromTheCacheByteForByte) {
     EXPECT_EQ(sc.packets, 2u + 1u + 6u);
     EXPECT_EQ(backend_counter(svc(), backend(is6(), f.be)).packets, 9u);
     expect_reasons({{KXLB_R_FWD_TX, 9}});
+    // The follow-up and the first reply missed and filled; the six frames after them hit.
+    expect_cache_counters(6, 2, 2);
 
     // Emptied (as conntrack flush does), the next frame takes the conntrack path: UDP opens a new flow, a TCP
     // ACK is recovered onto the backend Maglev gives it. Either way a new flow is counted and tracked again.
@@ -765,9 +779,11 @@ TEST_P(LbFlowCache, EstablishedFramesComeFromTheCacheByteForByte) {
 TEST_P(LbFlowCache, SecondFrameFillsNotTheFirst) {
     // After the first frame only (SYN / first datagram), nothing is cached: a flood of new flows cannot churn it.
     const Hop f = open_flow(43100, 0);
+    expect_cache_counters(0, 0, 0);  // a first frame is neither a miss nor a fill
     evict(43100, f);
     run_expect(client_pkt(is6(), proto(), 43100, port(), next()), XDP_TX);
     EXPECT_EQ(new_flows(), 2u) << "the follow-up after an evicted first frame is a new (or recovered) flow";
+    expect_cache_counters(0, 0, 0);  // nor is a new (or recovered) flow's
 }
 
 TEST_P(LbFlowCache, EntriesLastUntilTheFlowsRefreshIsDue) {
@@ -775,6 +791,7 @@ TEST_P(LbFlowCache, EntriesLastUntilTheFlowsRefreshIsDue) {
     evict(43200, f);
     forward_to(is6(), proto(), 43200, port(), next(), f);  // served from the cache
     EXPECT_EQ(new_flows(), 1u);
+    expect_cache_counters(1, 1, 1);
     // The conntrack path refreshes an entry once a second; a cached copy never outlives that.
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
     run_expect(client_pkt(is6(), proto(), 43200, port(), next()), XDP_TX);

@@ -505,6 +505,14 @@ TEST_F(Ctl, ListsServicesBackendsFlowsAndCountsTraffic) {
               static_cast<std::uint64_t>(kUdpFlows * kDatagrams));
     EXPECT_GT(stats["parse"]["frames"]["packets"].get<std::uint64_t>(), 0u);
     EXPECT_EQ(stats["socket_lb"]["connect_balanced"], 0);
+    // The flow cache's counters, as the library reads them (no traffic runs meanwhile): each UDP flow's later
+    // datagrams and replies were carried by it.
+    const auto fc = counters.flow_cache().value();
+    ASSERT_TRUE(fc);
+    EXPECT_EQ(stats["flow_cache"], (nlohmann::json{{"hits", fc->hits}, {"misses", fc->misses}, {"fills", fc->fills}}));
+    EXPECT_GT(fc->hits, 0u);
+    EXPECT_GE(fc->misses, fc->fills);
+    EXPECT_GT(fc->fills, 0u);
 
     // The human tables carry the same facts.
     const auto table = ctl_raw({"service", "list"}, false);

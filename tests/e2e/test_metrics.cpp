@@ -143,6 +143,12 @@ TEST_F(MetricsE2E, CountsRealTrafficAndPrometheusScrapesIt) {
     const double packets0 = *sample(before, svc);
     const double flows0 = *sample(before, flows);
     const double be_flows0 = family_sum(before, "kxlb_backend_new_flows_total");
+    const double hits0 = sample(before, "kxlb_flow_cache_hits_total").value_or(-1);
+    const double misses0 = sample(before, "kxlb_flow_cache_misses_total").value_or(-1);
+    const double fills0 = sample(before, "kxlb_flow_cache_fills_total").value_or(-1);
+    ASSERT_GE(hits0, 0) << before;
+    ASSERT_GE(misses0, 0) << before;
+    ASSERT_GE(fills0, 0) << before;
 
     constexpr int kRequests = 20;
     auto r = sc_->lab().run("client",
@@ -169,6 +175,15 @@ TEST_F(MetricsE2E, CountsRealTrafficAndPrometheusScrapesIt) {
     EXPECT_GE(*sample(after, "kxlb_datapath_forwards_total{reason=\"fwd_tx\"}"), packets);
     EXPECT_EQ(sample(after, "kxlb_conntrack_capacity"), kConntrackEntries);
     EXPECT_TRUE(sample(after, "kxlb_conntrack_entries"));
+    // Flow cache: every connection's handshake ACK is its first cacheable frame, a miss (and a fill); the frames the
+    // cache carried or missed are among those translated.
+    const double hits = sample(after, "kxlb_flow_cache_hits_total").value_or(0) - hits0;
+    const double misses = sample(after, "kxlb_flow_cache_misses_total").value_or(0) - misses0;
+    const double fills = sample(after, "kxlb_flow_cache_fills_total").value_or(0) - fills0;
+    EXPECT_GE(misses, kRequests) << after;
+    EXPECT_LE(fills, misses) << after;
+    EXPECT_GE(fills, 1) << after;
+    EXPECT_LE(hits + misses, packets) << after;
     for (int i : {1, 2}) {
         const std::string be = "{backend=\"" + LbScenario::backend4(i) + ":" + std::to_string(LbScenario::kHttpPort) +
                                "\",service=\"web\"}";

@@ -108,6 +108,7 @@ StatsView stats_view() {
     std::array<std::uint64_t, kSockReasonCount> sock{};
     sock[KXLB_SR_CONNECT] = 5;
     s.sock = sock;
+    s.flow_cache = kxlb_flow_cache_counters{40, 3, 2};
     return s;
 }
 
@@ -354,6 +355,11 @@ TEST(CtlFormatStats, TableShowsNonzeroCounters) {
               "frames       12   1120\n"
               "tcp          12   1120\n"
               "\n"
+              "FLOW_CACHE  COUNT\n"
+              "hits           40\n"
+              "misses          3\n"
+              "fills           2\n"
+              "\n"
               "SOCKET_LB         COUNT\n"
               "connect_balanced      5\n");
 }
@@ -372,6 +378,7 @@ TEST(CtlFormatStats, TableAllShowsEveryReasonAndOmitsMissingSections) {
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1 + static_cast<long>(kReasonCount)) << out;
     EXPECT_EQ(out.find("PARSER"), std::string::npos);
     EXPECT_EQ(out.find("SOCKET_LB"), std::string::npos);
+    EXPECT_EQ(out.find("FLOW_CACHE"), std::string::npos);
 }
 
 TEST(CtlFormatStats, AllZeroSection) {
@@ -388,9 +395,11 @@ TEST(CtlFormatStats, JsonListsEveryCounter) {
     ASSERT_EQ(j["socket_lb"].size(), kSockReasonCount);
     EXPECT_EQ(j["socket_lb"]["connect_balanced"], 5);
     EXPECT_EQ(j["socket_lb"]["fail_rev_update"], 0);
+    EXPECT_EQ(j["flow_cache"], nlohmann::json::parse(R"({"hits":40,"misses":3,"fills":2})"));
     const auto bare = nlohmann::json::parse(render(StatsView{}, OutputMode::Json));
     EXPECT_TRUE(bare["parse"].is_null());
     EXPECT_TRUE(bare["socket_lb"].is_null());
+    EXPECT_TRUE(bare["flow_cache"].is_null());
     // Keys keep the ABI's order.
     EXPECT_TRUE(render(StatsView{}, OutputMode::Json)
                     .starts_with(R"({"reasons":{"fwd_tx":{"packets":0,"bytes":0},)"

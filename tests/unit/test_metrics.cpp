@@ -47,6 +47,8 @@ public:
     std::array<std::uint64_t, kSockReasonCount> sock_reasons{};
     std::map<std::uint32_t, std::uint64_t> sock_svc, sock_be;
     LocalRevReasons local_rev{};
+    std::optional<kxlb_flow_cache_counters> flow_cache;
+    bool flow_cache_error = false;
 
     std::vector<ServiceView> services() const override { return svcs; }
     Result<std::array<kxlb_counter, kReasonCount>> reasons() const override { return reason_counters; }
@@ -57,6 +59,10 @@ public:
         return ct_entries;
     }
     Result<std::uint64_t> conntrack_capacity() const override { return ct_capacity; }
+    Result<std::optional<kxlb_flow_cache_counters>> flow_cache_counters() const override {
+        if (flow_cache_error) return Error{EIO, "fake: flow cache read"};
+        return flow_cache;
+    }
     bool has_socket_lb() const override { return sock; }
     Result<std::array<std::uint64_t, kSockReasonCount>> socket_lb_reasons() const override { return sock_reasons; }
     Result<std::uint64_t> socket_lb_service_connections(std::uint32_t id) const override { return get(sock_svc, id); }
@@ -83,6 +89,7 @@ std::unique_ptr<FakeView> two_services() {
     v->reason_counters[KXLB_R_DROP_TCP_NO_FLOW] = {2, 120};
     v->reason_counters[KXLB_R_TX_UNREACH_NO_BACKEND] = {1, 60};
     v->ct_entries = 42;
+    v->flow_cache = kxlb_flow_cache_counters{900, 30, 25};
     return v;
 }
 
@@ -185,6 +192,16 @@ TEST(MetricsExposition, DatapathFamiliesAreExact) {
               "# HELP kxlb_conntrack_capacity Size (max_entries) of the conntrack map\n"
               "# TYPE kxlb_conntrack_capacity gauge\n"
               "kxlb_conntrack_capacity 262144\n");
+    EXPECT_EQ(block(text, "kxlb_flow_cache_hits_total"),
+              "# HELP kxlb_flow_cache_hits_total Frames of established full-NAT flows the XDP datapath sent from its "
+              "per-CPU flow cache, without a conntrack lookup\n"
+              "# TYPE kxlb_flow_cache_hits_total counter\n"
+              "kxlb_flow_cache_hits_total 900\n");
+    EXPECT_NE(block(text, "kxlb_flow_cache_misses_total").find("\nkxlb_flow_cache_misses_total 30\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(block(text, "kxlb_flow_cache_fills_total").find("\nkxlb_flow_cache_fills_total 25\n"), std::string::npos)
+        << text;
     EXPECT_EQ(block(text, "kxlb_build_info"),
               "# HELP kxlb_build_info Build of the running kxlb-agent (always 1)\n"
               "# TYPE kxlb_build_info gauge\n"
@@ -336,6 +353,9 @@ TEST(MetricsExposition, WholeTextWithEveryFamilyPassesPromtool) {
                             "kxlb_probe_failures_total",
                             "kxlb_conntrack_entries",
                             "kxlb_conntrack_capacity",
+                            "kxlb_flow_cache_hits_total",
+                            "kxlb_flow_cache_misses_total",
+                            "kxlb_flow_cache_fills_total",
                             "kxlb_datapath_forwards_total",
                             "kxlb_datapath_passes_total",
                             "kxlb_datapath_drops_total",
@@ -381,6 +401,25 @@ TEST(MetricsExposition, FailedReadsLeaveSeriesOutAndAreCounted) {
               std::string::npos);
     EXPECT_NE(text.find("kxlb_scrape_errors_total 1\n"), std::string::npos);
     EXPECT_NE(m.render().find("kxlb_scrape_errors_total 2\n"), std::string::npos);
+}
+
+TEST(MetricsExposition, FlowCacheFamiliesOnlyWhenTheDatapathHasTheCounters) {
+    {
+        AgentMetrics m;
+        auto v = two_services();
+        v->flow_cache.reset();  // maps pinned by an agent without kxlb_fcache_stats
+        m.set_datapath(std::move(v));
+        const auto text = m.render();
+        EXPECT_EQ(text.find("kxlb_flow_cache_"), std::string::npos) << text;
+        EXPECT_NE(text.find("kxlb_scrape_errors_total 0\n"), std::string::npos) << text;
+    }
+    AgentMetrics m;
+    auto v = two_services();
+    v->flow_cache_error = true;
+    m.set_datapath(std::move(v));
+    const auto text = m.render();
+    EXPECT_EQ(text.find("kxlb_flow_cache_"), std::string::npos) << text;
+    EXPECT_NE(text.find("kxlb_scrape_errors_total 1\n"), std::string::npos) << text;
 }
 
 TEST(MetricsExposition, ConntrackCountIsCachedForTheTtl) {

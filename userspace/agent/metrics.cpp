@@ -151,6 +151,9 @@ public:
         if (bpf_obj_get_info_by_fd(ct_fd_, &info, &len) != 0) return Error::from_errno(errno, "conntrack map info");
         return static_cast<std::uint64_t>(info.max_entries);
     }
+    Result<std::optional<kxlb_flow_cache_counters>> flow_cache_counters() const override {
+        return counters_.flow_cache();
+    }
     bool has_socket_lb() const override { return dp_->sock() != nullptr; }
     Result<LocalRevReasons> local_rev_reasons() const override { return dp_->local_rev().reasons(); }
     Result<std::array<std::uint64_t, kSockReasonCount>> socket_lb_reasons() const override {
@@ -847,6 +850,26 @@ void AgentMetrics::collect_datapath(std::vector<prometheus::MetricFamily>& out) 
         auto f = family("kxlb_conntrack_capacity", "Size (max_entries) of the conntrack map", MetricType::Gauge);
         add_sample(f, {}, static_cast<double>(*cap));
         out.push_back(std::move(f));
+    }
+    if (auto fc = view_->flow_cache_counters(); !fc) {
+        scrape_error(fc.error());
+    } else if (*fc) {
+        const std::tuple<const char*, const char*, std::uint64_t> series[] = {
+            {"kxlb_flow_cache_hits_total",
+             "Frames of established full-NAT flows the XDP datapath sent from its per-CPU "
+             "flow cache, without a conntrack lookup",
+             (*fc)->hits},
+            {"kxlb_flow_cache_misses_total",
+             "Frames of established full-NAT flows the flow cache could have carried that took the conntrack path "
+             "(a flow's second frame, its first on a CPU, its once-a-second refresh, a shared slot)",
+             (*fc)->misses},
+            {"kxlb_flow_cache_fills_total", "Flow cache entries the XDP datapath wrote", (*fc)->fills},
+        };
+        for (const auto& [name, help, value] : series) {
+            auto f = family(name, help, MetricType::Counter);
+            add_sample(f, {}, static_cast<double>(value));
+            out.push_back(std::move(f));
+        }
     }
 
     if (auto r = view_->local_rev_reasons(); !r) {

@@ -87,6 +87,8 @@ public:
     virtual Result<std::uint64_t> count_conntrack_entries() const = 0;
     // The conntrack map's max_entries.
     virtual Result<std::uint64_t> conntrack_capacity() const = 0;
+    // The flow cache's hits, misses and fills, summed over CPUs (nullopt: the datapath has none).
+    virtual Result<std::optional<kxlb_flow_cache_counters>> flow_cache_counters() const = 0;
     // Socket-LB counters; when has_socket_lb() is false (hooks not loaded) the others are not called.
     virtual bool has_socket_lb() const = 0;
     virtual Result<std::array<std::uint64_t, kSockReasonCount>> socket_lb_reasons() const = 0;

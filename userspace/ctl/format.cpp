@@ -376,10 +376,21 @@ std::string render(const StatsView& stats, OutputMode mode) {
         } else {
             j["socket_lb"] = nullptr;
         }
+        if (s.flow_cache)
+            j["flow_cache"] =
+                Json{{"hits", s.flow_cache->hits}, {"misses", s.flow_cache->misses}, {"fills", s.flow_cache->fills}};
+        else j["flow_cache"] = nullptr;
         return dump(j, mode);
     }
     std::string out = counter_section("REASON", s.reasons, kReasonNames, s.all);
     if (s.parse) out += "\n" + counter_section("PARSER", *s.parse, kParseStatNames, s.all);
+    if (s.flow_cache) {
+        Table t({{"FLOW_CACHE"}, {"COUNT", Align::Right}});
+        t.add({"hits", num(s.flow_cache->hits)});
+        t.add({"misses", num(s.flow_cache->misses)});
+        t.add({"fills", num(s.flow_cache->fills)});
+        out += "\n" + t.str();
+    }
     if (s.sock) {
         Table t({{"SOCKET_LB"}, {"COUNT", Align::Right}});
         for (std::size_t i = 0; i < kSockReasonCount; ++i)

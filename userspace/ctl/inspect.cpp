@@ -274,6 +274,9 @@ Result<StatsView> Inspector::stats(bool all) const {
     auto reasons = counters_.reasons();
     if (!reasons) return reasons.error();
     s.reasons = *reasons;
+    auto fc = counters_.flow_cache();
+    if (!fc) return fc.error();
+    s.flow_cache = *fc;
     if (parse_) {
         auto per_cpu = parse_->lookup(0);
         if (!per_cpu) return per_cpu.error();

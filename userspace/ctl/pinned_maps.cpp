@@ -41,11 +41,9 @@ Result<PinnedMaps> PinnedMaps::open(const std::string& pin_root) {
     for (const auto& [name, fd] : required)
         if (auto st = m.open_map(name, fd, true); !st) return st.error();
     const std::pair<const char*, int*> optional[] = {
-        {"kxlb_parse_stats", &m.parse_stats_},
-        {"kxlb_flow_cache", &f.flow_cache},
-        {"kxlb_sock_reasons", &m.sock_reasons_},
-        {"kxlb_sock_svc_stats", &m.sock_svc_stats_},
-        {"kxlb_sock_backend_stats", &m.sock_backend_stats_},
+        {"kxlb_parse_stats", &m.parse_stats_},       {"kxlb_flow_cache", &f.flow_cache},
+        {"kxlb_fcache_stats", &f.flow_cache_stats},  {"kxlb_sock_reasons", &m.sock_reasons_},
+        {"kxlb_sock_svc_stats", &m.sock_svc_stats_}, {"kxlb_sock_backend_stats", &m.sock_backend_stats_},
     };
     for (const auto& [name, fd] : optional)
         if (auto st = m.open_map(name, fd, false); !st) return st.error();

@@ -98,6 +98,7 @@ struct StatsView {
     std::array<kxlb_counter, kReasonCount> reasons{};
     std::optional<std::array<kxlb_counter, kParseStatCount>> parse;   // kxlb_parse_stats pinned
     std::optional<std::array<std::uint64_t, kSockReasonCount>> sock;  // socket-LB maps pinned
+    std::optional<kxlb_flow_cache_counters> flow_cache;               // kxlb_fcache_stats pinned
     bool all = false;                                                 // tables show zero counters too
 };
 

@@ -30,6 +30,7 @@ static_assert(sizeof(kxlb_affinity_value) == 16);
 static_assert(sizeof(kxlb_nh_cache_entry) == 40 && offsetof(kxlb_nh_cache_entry, nh) == 20);
 static_assert(sizeof(kxlb_flow_cache_entry) == 112 && offsetof(kxlb_flow_cache_entry, expires) == 40 &&
               offsetof(kxlb_flow_cache_entry, nh) == 96);
+static_assert(sizeof(kxlb_flow_cache_counters) == 24 && offsetof(kxlb_flow_cache_counters, fills) == 16);
 static_assert(sizeof(kxlb_ct_value) == 48 && offsetof(kxlb_ct_value, flags) == 20 && offsetof(kxlb_ct_value, nh) == 28);
 static_assert(sizeof(kxlb_nat_value) == 72 && offsetof(kxlb_nat_value, flags) == 52 &&
               offsetof(kxlb_nat_value, nh) == 56);

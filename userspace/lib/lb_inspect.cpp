@@ -24,7 +24,26 @@ Result<LbCounters> LbCounters::bind(const LbMapFds& fds) {
     if (!s) return s.error();
     auto b = PerCpuArray<kxlb_lb_counter>::bind(fds.backend_stats);
     if (!b) return b.error();
-    return LbCounters(*r, *s, *b);
+    std::optional<PerCpuArray<kxlb_flow_cache_counters>> fc;
+    if (fds.flow_cache_stats >= 0) {
+        auto f = PerCpuArray<kxlb_flow_cache_counters>::bind(fds.flow_cache_stats);
+        if (!f) return f.error();
+        fc = *f;
+    }
+    return LbCounters(*r, *s, *b, fc);
+}
+
+Result<std::optional<kxlb_flow_cache_counters>> LbCounters::flow_cache() const {
+    if (!flow_cache_) return std::optional<kxlb_flow_cache_counters>();
+    auto v = flow_cache_->lookup(0);
+    if (!v) return v.error();
+    kxlb_flow_cache_counters out{};
+    for (const auto& c : *v) {
+        out.hits += c.hits;
+        out.misses += c.misses;
+        out.fills += c.fills;
+    }
+    return std::optional<kxlb_flow_cache_counters>(out);
 }
 
 Result<std::array<kxlb_counter, kReasonCount>> LbCounters::reasons() const {

@@ -20,13 +20,18 @@ public:
     Result<std::array<kxlb_counter, kReasonCount>> reasons() const;
     Result<kxlb_lb_counter> service(std::uint32_t svc_id) const;
     Result<kxlb_lb_counter> backend(std::uint32_t backend_id) const;
+    // The flow cache's hits, misses and fills; nullopt when the maps have no kxlb_fcache_stats
+    // (pinned by an older agent).
+    Result<std::optional<kxlb_flow_cache_counters>> flow_cache() const;
 
 private:
-    LbCounters(PerCpuArray<kxlb_counter> r, PerCpuArray<kxlb_lb_counter> s, PerCpuArray<kxlb_lb_counter> b)
-        : reasons_(r), svc_(s), backend_(b) {}
+    LbCounters(PerCpuArray<kxlb_counter> r, PerCpuArray<kxlb_lb_counter> s, PerCpuArray<kxlb_lb_counter> b,
+               std::optional<PerCpuArray<kxlb_flow_cache_counters>> fc)
+        : reasons_(r), svc_(s), backend_(b), flow_cache_(fc) {}
     PerCpuArray<kxlb_counter> reasons_;
     PerCpuArray<kxlb_lb_counter> svc_;
     PerCpuArray<kxlb_lb_counter> backend_;
+    std::optional<PerCpuArray<kxlb_flow_cache_counters>> flow_cache_;
 };
 
 class Conntrack {

@@ -61,7 +61,8 @@ struct LbMapFds {
     int config = -1, services = -1, vip_addrs = -1, backends = -1, maglev = -1, ct = -1, nat = -1, tx_ports = -1;
     int reasons = -1, svc_stats = -1, backend_stats = -1, frontend_filter = -1;
     int source_ranges = -1, affinity = -1;
-    int flow_cache = -1;  // optional (-1: none, e.g. pinned by an older agent)
+    int flow_cache = -1;        // optional (-1: none, e.g. pinned by an older agent)
+    int flow_cache_stats = -1;  // optional, as flow_cache
 };
 
 // Empties the datapath's per-CPU flow cache (kxlb_flow_cache) if fd is one (>= 0): needed after

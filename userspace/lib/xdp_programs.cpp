@@ -66,6 +66,7 @@ LbMapFds lb_map_fds(const xdp_lb_bpf& skel) {
     f.source_ranges = bpf_map__fd(m.kxlb_source_ranges);
     f.affinity = bpf_map__fd(m.kxlb_affinity);
     f.flow_cache = bpf_map__fd(m.kxlb_flow_cache);
+    f.flow_cache_stats = bpf_map__fd(m.kxlb_fcache_stats);
     return f;
 }
 
