@@ -39,8 +39,8 @@ __u64 bench_probe_misses = 0;
 __u64 bench_probe_hits = 0;
 __u64 bench_table_reads = 0; /* bench_table_read's runs so far; picks its slot */
 __u64 bench_table_sum = 0;   /* the sum of the slots read (0): chains each read to the last */
-__u32 bench_table_bits =
-	0; /* bench_table_read reads the first 2^bits slots (1..BENCH_TABLE_BITS) */
+/* bench_table_read reads the first 2^bits slots of bench_table (1..BENCH_TABLE_BITS) */
+__u32 bench_table_bits = 0;
 
 #define BENCH_TABLE_BITS 20
 struct bench_slot {
