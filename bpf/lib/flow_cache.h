@@ -97,7 +97,8 @@ static __always_inline struct kxlb_flow_cache_entry *flow_cache_get(const struct
 /* Caches the translation of key k's frames (see struct kxlb_flow_cache_entry), replacing
  * whatever shared its slot, until the flow entry it comes from (last seen at stamp) is due for its
  * refresh: LB_REFRESH_NS after stamp, less a tick for the two clocks' granularity. now: the
- * current bpf_ktime_get_coarse_ns(). */
+ * current bpf_ktime_get_coarse_ns(). The conntrack path calls it for every frame the cache could
+ * have carried, so each call is counted as a miss (and as a fill if it writes). */
 static __always_inline void flow_cache_put(const struct kxlb_flow_key *k, __u64 stamp, __u64 now,
                                            const __be32 *saddr, const __be32 *daddr, __be16 sport,
                                            __be16 dport, __u32 svc_id, __u32 backend_id,
@@ -107,7 +108,10 @@ static __always_inline void flow_cache_put(const struct kxlb_flow_key *k, __u64 
 	__u64 age = age_ns(now, stamp), ticks;
 	__u32 slot;
 
-	if (!kxlb_flow_cache_on || !CONFIG_HZ || !stamp || age >= LB_REFRESH_NS)
+	if (!kxlb_flow_cache_on || !CONFIG_HZ)
+		return;
+	flow_cache_count(FLOW_CACHE_MISS);
+	if (!stamp || age >= LB_REFRESH_NS)
 		return;
 	ticks = (LB_REFRESH_NS - age) * CONFIG_HZ / NSEC_PER_SEC;
 	if (ticks < 2)

@@ -433,7 +433,6 @@ static __always_inline struct lb_verdict lb_forward(struct xdp_md *ctx, const st
 		return v;
 	} else if (!new_flow && lb_may_cache(cfg, pkt, ct->flags)) {
 		/* from the second frame on: a flood of new flows does not churn the cache */
-		flow_cache_count(FLOW_CACHE_MISS);
 		flow_cache_put(fk, ct->last_seen_ns, now, src, be->addr, snat_port, be->port,
 		               svc_id, bid, be->gen, &nh);
 	}
@@ -509,12 +508,10 @@ static __always_inline struct lb_verdict lb_reverse(struct xdp_md *ctx, const st
 		v.reason = KXLB_R_PASS_MALFORMED;
 		return v;
 	}
-	if (lb_may_cache(cfg, pkt, nat->flags) && (be = backend_get(nat->backend_id))) {
-		flow_cache_count(FLOW_CACHE_MISS);
+	if (lb_may_cache(cfg, pkt, nat->flags) && (be = backend_get(nat->backend_id)))
 		flow_cache_put(rk, nat->last_seen_ns, now, nat->vip_addr, nat->client_addr,
 		               nat->vip_port, nat->client_port, nat->svc_id, nat->backend_id,
 		               be->gen, &nh);
-	}
 	lb_counter_inc(&kxlb_svc_stats, nat->svc_id, len, 0);
 	lb_counter_inc(&kxlb_backend_stats, nat->backend_id, len, 0);
 	v.action = fib_xmit(ctx, &nh, &v.reason);
